@@ -1,0 +1,90 @@
+"""Options and helpers shared by the sub-commands: endpoint/model options → Context, reading problem text."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from typing import Any
+
+from scale_graph.context import Context
+
+# Context fields settable from the command line: flag → (field, type, help)
+_CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--threshold", "threshold", float, "τ: d > τ goes to System 2 (default 0.2; 1 = all System 1, -1 = all "
+     "System 2)"),
+    ("--candidates", "candidates", int, "k candidate decompositions (default 8)"),
+    ("--assess", "assess", str, "difficulty policy: upfront (default) or contextual"),
+    ("--preset", "preset", str, "prompted (default), qwen3-hybrid or paired"),
+    ("--base-url", "base_url", str, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default "
+     "$SCALE_BASE_URL; none: start the embedded model)"),
+    ("--model", "model", str, "model name (default $SCALE_MODEL, else the endpoint's first model)"),
+    ("--system2-base-url", "system2_base_url", str, "paired preset: System 2 endpoint"),
+    ("--system2-model", "system2_model", str, "paired preset: System 2 model"),
+    ("--system1-max-tokens", "system1_max_tokens", int, "System 1 budget (default 512)"),
+    ("--system2-max-tokens", "system2_max_tokens", int, "System 2 budget (default 2048)"),
+    ("--control-max-tokens", "control_max_tokens", int, "decompose/select/assess budget (default 512)"),
+    ("--temperature", "temperature", float, "sampling temperature (default 0.6)"),
+    ("--top-p", "top_p", float, "nucleus top-p (default 0.95)"),
+    ("--request-timeout", "request_timeout", float, "seconds to wait for one model reply (default 600)"),
+]
+
+
+def add_context_options(parser: argparse.ArgumentParser) -> None:
+    """Add the run-configuration flags (each maps to a :class:`Context` field)."""
+    group = parser.add_argument_group("run configuration")
+    for flag, dest, typ, help_text in _CONTEXT_FLAGS:
+        kwargs: dict[str, Any] = {"dest": dest, "type": typ, "default": None, "help": help_text}
+        if dest == "assess":
+            kwargs["choices"] = ["upfront", "contextual"]
+        if dest == "preset":
+            kwargs["choices"] = ["prompted", "qwen3-hybrid", "paired"]
+        group.add_argument(flag, **kwargs)
+    group.add_argument("--model-path", default=None,
+                       help="serve this local GGUF with the embedded server instead of the default model "
+                            "(default $SCALE_MODEL_PATH)")
+
+
+def context_from_args(args: argparse.Namespace) -> Context:
+    """A Context with the flags the user gave; everything else keeps its default."""
+    names = {f.name for f in fields(Context)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return Context(**given)
+
+
+class InputError(ValueError):
+    """Input that cannot be used; the CLI prints it and exits 2."""
+
+
+def read_problem(text: str | None, file: str | None) -> str:
+    """The problem from the argument, ``-`` (stdin) or ``--file``, decoded as strict UTF-8."""
+    if file is not None and text is not None:
+        raise InputError("give the problem as an argument or with --file, not both")
+    if file is not None:
+        try:
+            raw = open(file, "rb").read()  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"cannot read {file}: {exc.strerror}") from exc
+        return _decode(raw, file)
+    if text is None:
+        raise InputError("no problem given: pass it as an argument, '-' for stdin, or --file PATH")
+    if text == "-":
+        return _decode(sys.stdin.buffer.read(), "standard input")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable argv bytes arrive as lone surrogates
+        raise InputError("the problem is not valid UTF-8") from exc
+    return text
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where} is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is set to 1/true/yes."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}

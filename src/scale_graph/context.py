@@ -1,0 +1,133 @@
+"""The run's knobs: a ``Context`` passed as LangGraph's ``context_schema`` and read through ``Runtime[Context]``.
+
+Every field carries a description, so LangGraph Studio shows it. Environment variables only supply defaults for
+fields the caller leaves unset (``SCALE_BASE_URL`` and friends); an explicit value always wins.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+import re
+from typing import Literal
+
+AssessPolicy = Literal["upfront", "contextual"]
+PresetName = Literal["prompted", "qwen3-hybrid", "paired"]
+
+MAX_PROBLEM_CHARS = 20_000
+"""The longest problem text accepted (characters). Longer input is refused before any model call."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class InvalidProblem(ValueError):
+    """The problem text cannot be used (empty, too long, control characters). The message says why."""
+
+
+def check_problem(problem: object) -> str:
+    """``problem`` stripped, or :class:`InvalidProblem` with a clear message.
+
+    A problem is plain text: whatever it says (even "ignore all instructions…") is only ever put into prompts as
+    the problem, never executed.
+    """
+    if not isinstance(problem, str):
+        raise InvalidProblem(f"the problem must be text, got {type(problem).__name__}")
+    text = problem.strip()
+    if not text:
+        raise InvalidProblem("the problem is empty")
+    if len(text) > MAX_PROBLEM_CHARS:
+        raise InvalidProblem(f"the problem is {len(text)} characters long; the limit is {MAX_PROBLEM_CHARS}")
+    if bad := _CONTROL.search(text):
+        raise InvalidProblem(f"the problem contains a control character (U+{ord(bad.group()):04X}) at "
+                             f"position {bad.start()}")
+    return text
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Configuration of one SCALE run (paper defaults where the paper gives one)."""
+
+    threshold: float = field(
+        default=0.2,
+        metadata={
+            "description": "τ of Eq. 4: a sub-problem with difficulty d > τ goes to System 2, else System 1. "
+            "τ >= 1 sends everything to System 1, τ < 0 everything to System 2. Paper best: 0.2."
+        },
+    )
+    candidates: int = field(
+        default=8,
+        metadata={"description": "k: candidate decompositions sampled concurrently (paper: 8)."},
+    )
+    assess: AssessPolicy = field(
+        default="upfront",
+        metadata={
+            "description": "'upfront': score every sub-problem at once from P and the earlier sub-problem "
+            "texts (reference code). 'contextual': score each just before solving it, with the earlier "
+            "solutions in view (paper Eq. 3)."
+        },
+    )
+    preset: PresetName = field(
+        default="prompted",
+        metadata={
+            "description": "How System 1/2 differ. 'prompted': any chat model, System 2 reasons step by step "
+            "with a larger budget. 'qwen3-hybrid': one Qwen3 model, thinking off/on via "
+            "chat_template_kwargs. 'paired': two models/endpoints (e.g. QwQ for System 2)."
+        },
+    )
+    base_url: str | None = field(
+        default_factory=lambda: os.environ.get("SCALE_BASE_URL") or None,
+        metadata={
+            "description": "OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1 for vLLM). Empty: the "
+            "embedded llama.cpp model is started in-process. Default: $SCALE_BASE_URL."
+        },
+    )
+    model: str | None = field(
+        default_factory=lambda: os.environ.get("SCALE_MODEL") or None,
+        metadata={"description": "Model name sent to the endpoint (System 1, and System 2 unless set). "
+                  "Default: $SCALE_MODEL, else whatever the endpoint serves first."},
+    )
+    system2_base_url: str | None = field(
+        default_factory=lambda: os.environ.get("SCALE_SYSTEM2_BASE_URL") or None,
+        metadata={"description": "'paired' only: System 2's endpoint. Default: $SCALE_SYSTEM2_BASE_URL, "
+                  "else base_url."},
+    )
+    system2_model: str | None = field(
+        default_factory=lambda: os.environ.get("SCALE_SYSTEM2_MODEL") or None,
+        metadata={"description": "'paired' only: System 2's model name. Default: $SCALE_SYSTEM2_MODEL."},
+    )
+    api_key: str | None = field(
+        default_factory=lambda: os.environ.get("SCALE_API_KEY") or None,
+        metadata={"description": "Bearer key for the endpoint(s). Default: $SCALE_API_KEY, else none."},
+    )
+    system1_max_tokens: int = field(
+        default=512,
+        metadata={"description": "Completion-token budget of a System 1 (fast) solve."},
+    )
+    system2_max_tokens: int = field(
+        default=2048,
+        metadata={"description": "Completion-token budget of a System 2 (deliberate) solve."},
+    )
+    control_max_tokens: int = field(
+        default=512,
+        metadata={"description": "Completion-token budget of a decomposition, selection or assessment call."},
+    )
+    temperature: float = field(default=0.6, metadata={"description": "Sampling temperature (paper: 0.6)."})
+    top_p: float = field(default=0.95, metadata={"description": "Nucleus sampling top-p (paper: 0.95)."})
+    max_subproblems: int = field(
+        default=8,
+        metadata={"description": "A decomposition with more sub-problems than this is invalid."},
+    )
+    content_retries: int = field(
+        default=2,
+        metadata={"description": "Extra attempts when a reply's content is unusable (bad JSON, bad score) "
+                  "before the stage's fallback is taken. Transport errors are retried separately."},
+    )
+    request_timeout: float = field(
+        default=600.0,
+        metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s)."},
+    )
+
+
+def context_field_descriptions() -> dict[str, str]:
+    """Field name → description, for docs and ``--help``."""
+    return {f.name: f.metadata.get("description", "") for f in fields(Context)}

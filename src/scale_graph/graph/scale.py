@@ -1,0 +1,74 @@
+"""The SCALE graph: decompose → select → assess → route → solve_fast | solve_deep → … → finalize.
+
+```
+START ─Send×k─▶ decompose ─▶ select ─(upfront: Send×n)─▶ assess ─▶ route ◀──────────────┐
+                                    └─(contextual)──────────────────▶ route             │
+route ─ next_step ─┬─▶ solve_fast (d ≤ τ) ─────────────────────────────────────────────┤
+                   ├─▶ solve_deep (d > τ) ─────────────────────────────────────────────┘
+                   ├─▶ assess (contextual: score sub-problem i first) ─▶ route
+                   └─▶ finalize ─▶ END
+```
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import RetryPolicy
+
+from scale_graph.context import Context
+from scale_graph.models import is_retryable
+from scale_graph.nodes import (
+    assess,
+    decompose,
+    finalize,
+    next_step,
+    plan_assessments,
+    plan_decompositions,
+    route,
+    select,
+    solve_deep,
+    solve_fast,
+)
+from scale_graph.state import InputState, OutputState, State
+
+TRANSPORT_RETRY = RetryPolicy(
+    initial_interval=1.0, backoff_factor=2.0, max_interval=8.0, max_attempts=4, retry_on=is_retryable
+)
+"""The one place transport faults (unreachable, timeout, 429, 5xx, malformed body) are retried: up to 3 retries
+with exponential backoff. Content faults are retried by the stage itself (``Context.content_retries``)."""
+
+RECURSION_LIMIT = 100
+"""Enough supersteps for 3 per sub-problem (assess, route, solve) with the largest allowed decompositions."""
+
+
+def build_scale_graph() -> StateGraph:
+    """The uncompiled SCALE builder; callers compile it with the checkpointer of their choice."""
+    builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+    builder.add_node("decompose", decompose, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("select", select, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("assess", assess, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("route", route)
+    builder.add_node("solve_fast", solve_fast, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("solve_deep", solve_deep, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("finalize", finalize)
+
+    builder.add_conditional_edges(START, plan_decompositions, ["decompose"])
+    builder.add_edge("decompose", "select")
+    builder.add_conditional_edges("select", plan_assessments, ["assess", "route"])
+    builder.add_edge("assess", "route")
+    builder.add_conditional_edges("route", next_step, ["assess", "solve_fast", "solve_deep", "finalize"])
+    builder.add_edge("solve_fast", "route")
+    builder.add_edge("solve_deep", "route")
+    builder.add_edge("finalize", END)
+    return builder
+
+
+def compile_scale_graph(**compile_kwargs: object) -> CompiledStateGraph:
+    """The compiled SCALE graph (``compile_kwargs`` go to ``StateGraph.compile``, e.g. ``checkpointer``)."""
+    compiled = build_scale_graph().compile(name="scale", **compile_kwargs)  # type: ignore[arg-type]
+    return compiled.with_config(recursion_limit=RECURSION_LIMIT)
+
+
+graph = compile_scale_graph()
+"""The compiled graph without a checkpointer (LangGraph servers add their own)."""

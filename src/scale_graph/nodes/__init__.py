@@ -1,0 +1,27 @@
+"""One module per SCALE stage. Each node is a small function of (state, runtime) → state update.
+
+Nodes know the state, the prompts and the models; never the CLI, the server or the evaluation harness.
+"""
+
+from scale_graph.nodes.assess import assess, plan_assessments
+from scale_graph.nodes.decompose import decompose, plan_decompositions
+from scale_graph.nodes.finalize import extract_boxed, finalize
+from scale_graph.nodes.route import next_step, route, select_mode
+from scale_graph.nodes.select import select
+from scale_graph.nodes.solve import solve_deep, solve_fast, solve_prompt
+
+__all__ = [
+    "assess",
+    "decompose",
+    "extract_boxed",
+    "finalize",
+    "next_step",
+    "plan_assessments",
+    "plan_decompositions",
+    "route",
+    "select",
+    "select_mode",
+    "solve_deep",
+    "solve_fast",
+    "solve_prompt",
+]

@@ -1,0 +1,80 @@
+"""Every prompt text of the project, in one place, filled with ``str.format``.
+
+The solve prompt is built so consecutive solve calls of one problem share a growing prefix (stable instructions,
+then P, then the earlier (s_j, solution_j) pairs in order, then s_i): servers with a prefix cache (vLLM automatic
+prefix caching, llama.cpp slots) reuse the work for that prefix.
+"""
+
+from __future__ import annotations
+
+BOXED_SYSTEM = (
+    "You are a careful mathematician. Always end your reply with the final result written as "
+    "\\boxed{{...}}."
+).format()
+
+DECOMPOSE_SYSTEM = (
+    "You break math problems into short, ordered sub-problems. Reply with JSON only."
+)
+
+DECOMPOSE_USER = """Break the problem below into at most {max_subproblems} ordered sub-problems. \
+Each sub-problem is one short question that can be answered using the problem and the answers to the \
+earlier sub-problems. The last sub-problem must ask for the final answer to the whole problem.
+
+Reply with JSON of the form {{"subproblems": ["first sub-problem", "second sub-problem", ...]}}.
+
+Problem:
+{problem}"""
+
+SELECT_SYSTEM = "You judge problem decompositions. Reply with JSON only."
+
+SELECT_USER = """Here is a math problem and {count} candidate decompositions into sub-problems. \
+Choose the best one by logical correctness, clarity, completeness and relevance.
+
+Problem:
+{problem}
+
+{candidates}
+
+Reply with JSON of the form {{"choice": N}} where N is the number of the best candidate (1 to {count})."""
+
+ASSESS_SYSTEM = "You rate the difficulty of math sub-problems. Reply with JSON only."
+
+ASSESS_USER = """Rate how difficult the current sub-problem is to solve correctly, as a number from 0 \
+(trivial: can be answered immediately) to 1 (very hard: needs careful multi-step reasoning).
+
+Original problem:
+{problem}
+
+{earlier}Current sub-problem:
+{subproblem}
+
+Reply with JSON of the form {{"difficulty": D}} with D between 0 and 1."""
+
+EARLIER_SUBPROBLEMS = "Earlier sub-problems:\n{items}\n\n"
+EARLIER_SOLVED = "Earlier sub-problems and their solutions:\n{items}\n\n"
+
+# --- solving (Eq. 5): stable instructions + P + earlier (s_j, solution_j) + s_i --------------------------------
+
+SOLVE_SYSTEM1 = (
+    "You are a careful mathematician. Answer the current sub-problem directly and briefly, without "
+    "showing long working. End with the result written as \\boxed{...}."
+)
+
+SOLVE_SYSTEM2 = (
+    "You are a careful mathematician. Solve the current sub-problem by reasoning step by step, checking "
+    "each step. End with the result written as \\boxed{...}."
+)
+
+SOLVE_PROBLEM = "Original problem:\n{problem}\n"
+
+SOLVE_EARLIER_STEP = "\nSub-problem {number}: {subproblem}\nSolution {number}: {solution}\n"
+
+SOLVE_CURRENT = "\nCurrent sub-problem {number}: {subproblem}\n"
+
+SOLVE_CURRENT_LAST = (
+    "\nCurrent sub-problem {number} (the last one): {subproblem}\n"
+    "Its answer is the final answer to the original problem: put that in \\boxed{{...}}.\n"
+)
+
+FINAL_ASK = " Then state the final answer to the original problem."
+"""Appended to a decomposition's last sub-problem when it does not ask for the final answer."""

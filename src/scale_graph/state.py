@@ -1,0 +1,184 @@
+"""The data of one SCALE run: input, internal and output schemas, the records they hold, and reducers.
+
+Everything here is a plain ``TypedDict`` so that checkpoints, the server API and ``--json`` output are plain JSON.
+This module imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal, NotRequired, TypedDict
+
+Mode = Literal["system1", "system2"]
+"""System 1 answers directly with a small budget; System 2 deliberates with a large one (the paper's Eq. 4)."""
+
+Stage = Literal["decompose", "select", "assess", "solve"]
+"""The stages whose model usage is counted separately."""
+
+STAGES: tuple[Stage, ...] = ("decompose", "select", "assess", "solve")
+
+
+class Usage(TypedDict):
+    """Model usage summed over calls."""
+
+    calls: int
+    """Model requests that returned (content retries count, transport retries do not)."""
+    prompt_tokens: int
+    """Prompt tokens as the server reported them."""
+    completion_tokens: int
+    """Completion tokens as the server reported them (reasoning tokens included)."""
+    cached_tokens: int
+    """Prompt tokens the server served from its prefix cache (0 where it does not say)."""
+    seconds: float
+    """Wall time spent waiting for the model."""
+
+
+def empty_usage() -> Usage:
+    """A zero usage record."""
+    return Usage(calls=0, prompt_tokens=0, completion_tokens=0, cached_tokens=0, seconds=0.0)
+
+
+def add_usage(left: dict[str, Usage] | None, right: dict[str, Usage] | None) -> dict[str, Usage]:
+    """Reducer: sum usage per stage. Returns a new dict; neither argument is changed."""
+    out: dict[str, Usage] = {k: Usage(**v) for k, v in (left or {}).items()}
+    for stage, u in (right or {}).items():
+        cur = out.get(stage, empty_usage())
+        out[stage] = Usage(
+            calls=cur["calls"] + u["calls"],
+            prompt_tokens=cur["prompt_tokens"] + u["prompt_tokens"],
+            completion_tokens=cur["completion_tokens"] + u["completion_tokens"],
+            cached_tokens=cur["cached_tokens"] + u["cached_tokens"],
+            seconds=round(cur["seconds"] + u["seconds"], 6),
+        )
+    return out
+
+
+def merge_assessments(
+    left: dict[str, Assessment] | None, right: dict[str, Assessment] | None
+) -> dict[str, Assessment]:
+    """Reducer: gather difficulty assessments by sub-problem index (keys are strings for JSON)."""
+    return {**(left or {}), **(right or {})}
+
+
+class Candidate(TypedDict):
+    """One candidate decomposition (stage 1); ``subproblems`` is None when the reply was unusable."""
+
+    index: int
+    """Which of the k samples this is (0-based)."""
+    subproblems: list[str] | None
+    """The ordered sub-problems, or None if the reply never parsed into a valid list."""
+    error: str | None
+    """Why the candidate was dropped, if it was."""
+
+
+class Assessment(TypedDict):
+    """The difficulty score of one sub-problem (stage 2)."""
+
+    index: int
+    """Sub-problem index (0-based)."""
+    difficulty: float
+    """d_i in [0, 1]. When the model's score could not be used this is 1.0 and ``fallback`` says so."""
+    fallback: str | None
+    """Set when the score was unparseable or out of range, e.g. ``difficulty_unparsed→1.0``."""
+    contextual: bool
+    """True when scored with earlier solutions in view (paper Eq. 3), False when scored upfront."""
+    completion_tokens: int
+    """Completion tokens spent on this assessment."""
+
+
+class StepResult(TypedDict):
+    """One solved sub-problem (stage 4): what was asked, how it was routed, what came back."""
+
+    index: int
+    """Sub-problem index (0-based)."""
+    subproblem: str
+    """The sub-problem text s_i."""
+    difficulty: float
+    """The d_i the route used."""
+    mode: Mode
+    """``system1`` when d_i <= τ, else ``system2``."""
+    solution: str
+    """The visible solution text."""
+    reasoning: str | None
+    """Separate reasoning text when the backend returns one (vLLM ``reasoning_content``/``reasoning``)."""
+    prompt_tokens: int
+    """Prompt tokens of the solve call."""
+    completion_tokens: int
+    """Completion tokens of the solve call (reasoning included)."""
+    cached_tokens: int
+    """Prompt tokens served from the server's prefix cache."""
+    latency: float
+    """Seconds the solve call took."""
+    finish_reason: str | None
+    """The server's finish reason (``length`` means the budget cut the reply)."""
+    fallback: str | None
+    """A fallback taken on this step (e.g. the difficulty one), else None."""
+
+
+class InputState(TypedDict):
+    """What a caller provides."""
+
+    problem: str
+    """The math problem P."""
+    problem_id: NotRequired[str | None]
+    """Optional id, carried into traces and results."""
+
+
+class OutputState(TypedDict):
+    """What a caller gets back."""
+
+    answer: str | None
+    """Contents of the last ``\\boxed{}`` of the last solution, or None (see ``answer_fallback``)."""
+    answer_fallback: str | None
+    """Why there is no answer (e.g. ``no_boxed_answer``), else None."""
+    subproblems: list[str]
+    """The chosen decomposition s_1..s_n."""
+    decomposition_fallback: str | None
+    """Set when no candidate decomposition was valid and the whole problem was used as one sub-problem."""
+    selection_fallback: str | None
+    """Set when the model's choice among candidates could not be used and the first valid one was taken."""
+    steps: list[StepResult]
+    """Solved sub-problems in order."""
+    usage: dict[str, Usage]
+    """Model usage per stage (decompose, select, assess, solve)."""
+
+
+class State(InputState):
+    """The internal state of the SCALE graph (a superset of ``OutputState``)."""
+
+    candidates: Annotated[list[Candidate], operator.add]
+    """Candidate decompositions gathered from the fan-out (append-only)."""
+    subproblems: list[str]
+    """The chosen decomposition s_1..s_n."""
+    decomposition_fallback: str | None
+    """Set when no candidate decomposition was valid."""
+    selection_fallback: str | None
+    """Set when the model's choice could not be used."""
+    assessments: Annotated[dict[str, Assessment], merge_assessments]
+    """Difficulty assessments by sub-problem index."""
+    steps: Annotated[list[StepResult], operator.add]
+    """Solved sub-problems; the Eq. 5 context is P plus these, in order (append-only)."""
+    usage: Annotated[dict[str, Usage], add_usage]
+    """Model usage per stage, summed by the reducer."""
+    answer: str | None
+    """The final answer, set by finalize."""
+    answer_fallback: str | None
+    """Why there is no answer, set by finalize."""
+
+
+class DecomposeTask(TypedDict):
+    """The payload ``Send`` gives one decomposition sample."""
+
+    problem: str
+    index: int
+
+
+class AssessTask(TypedDict):
+    """The payload ``Send`` gives one difficulty assessment."""
+
+    problem: str
+    subproblems: list[str]
+    index: int
+    steps: list[StepResult]
+    """Earlier solved steps (empty when assessing upfront)."""
+    contextual: bool
