@@ -1,0 +1,302 @@
+"""Test doubles for the model: a scripted fake OpenAI-compatible HTTP server, with fault injection.
+
+``FakeOpenAIServer`` listens on 127.0.0.1 (a free port), answers ``/v1/chat/completions`` and ``/v1/models``, and
+logs every request. What it answers is decided by a *script*: a function from the request body to a
+:class:`Reply`. The default script (:func:`scale_script`) recognises each SCALE stage from its prompt and answers
+it plausibly, so a whole run works against it; tests wrap it to inject faults:
+
+```python
+def script(body):
+    if stage_of(body) == "assess":
+        return Reply(content='{"difficulty": "hard"}')
+    return scale_script(body)
+
+with FakeOpenAIServer(script) as server:
+    ...  # Context(base_url=server.base_url)
+    server.requests  # every request body, in arrival order
+```
+
+A :class:`Reply` can carry a status code (429, 500, 503 …), a delay, a dropped connection, or a malformed body.
+Used by the unit tests (through the real HTTP client), the fault tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """What the fake server does with one request."""
+
+    content: str = ""
+    """Assistant message content."""
+    reasoning: str | None = None
+    """Returned as ``message.reasoning_content`` (as vLLM's reasoning parser does)."""
+    status: int = 200
+    """HTTP status; not 200 → an OpenAI-style error body."""
+    delay: float = 0.0
+    """Seconds to wait before answering."""
+    drop: bool = False
+    """Close the connection without answering."""
+    malformed: bool = False
+    """Answer 200 with a body that is not JSON."""
+    finish_reason: str = "stop"
+    completion_tokens: int | None = None
+    """Reported completion tokens (default: a word count of content + reasoning)."""
+
+
+Script = Callable[[dict[str, Any]], Reply]
+
+
+def stage_of(body: dict[str, Any]) -> str:
+    """Which SCALE stage sent this request: decompose, select, assess, system1, system2 or other."""
+    messages = body.get("messages") or []
+    system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+    if "break math problems" in system:
+        return "decompose"
+    if "judge problem decompositions" in system:
+        return "select"
+    if "rate the difficulty" in system:
+        return "assess"
+    if "directly and briefly" in system:
+        return "system1"
+    if "step by step" in system:
+        return "system2"
+    return "other"
+
+
+def user_text(body: dict[str, Any]) -> str:
+    """The last user message of a request."""
+    users = [m.get("content", "") for m in body.get("messages") or [] if m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def scale_script(body: dict[str, Any]) -> Reply:
+    """A plausible answer for each SCALE stage: 2 sub-problems, difficulties 0.1 and 0.9, boxed solutions."""
+    stage = stage_of(body)
+    if stage == "decompose":
+        return Reply(content=json.dumps({"subproblems": [
+            "Find the first quantity.", "Combine the quantities and give the final answer."]}))
+    if stage == "select":
+        return Reply(content='{"choice": 1}')
+    if stage == "assess":
+        current = user_text(body).rsplit("Current sub-problem:", 1)[-1]
+        return Reply(content='{"difficulty": 0.9}' if "final answer" in current else '{"difficulty": 0.1}')
+    if stage in {"system1", "system2"}:
+        number = len(re.findall(r"^Solution \d+:", user_text(body), flags=re.MULTILINE)) + 1
+        return Reply(content=f"Working for step {number}. \\boxed{{{number * 10}}}")
+    return Reply(content="ok")
+
+
+@dataclass
+class FakeOpenAIServer:
+    """A scripted OpenAI-compatible chat server on 127.0.0.1 that logs every request."""
+
+    script: Script = scale_script
+    model: str = "fake-model"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        """The ``/v1`` base URL to give a client."""
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def stages(self) -> list[str]:
+        """The stage of every logged chat request, in arrival order."""
+        with self._lock:
+            return [stage_of(b) for b in self.requests]
+
+    def start(self) -> FakeOpenAIServer:
+        """Start serving in a daemon thread."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    body = {"object": "list", "data": [{"id": fake.model, "object": "model"}]}
+                    self._send(200, json.dumps(body).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    self._send(400, b'{"error": {"message": "invalid JSON"}}')
+                    return
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, b'{"error": {"message": "not found"}}')
+                    return
+                with fake._lock:
+                    fake.requests.append(body)
+                reply = fake.script(body)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if reply.malformed:
+                    self._send(200, b'{"choices": [ this is not json')
+                    return
+                if reply.status != 200:
+                    err = {"error": {"message": f"scripted HTTP {reply.status}", "type": "fake", "code": reply.status}}
+                    self._send(reply.status, json.dumps(err).encode())
+                    return
+                self._send(200, json.dumps(completion(body, reply, fake.model)).encode())
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-openai").start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:
+    """An OpenAI chat-completion body for ``reply``, honouring ``max_completion_tokens``/``max_tokens``."""
+    content = reply.content
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    words = content.split(" ")
+    finish = reply.finish_reason
+    if isinstance(limit, int) and len(words) > limit:  # one "token" per word: enough to test budgets
+        content, finish = " ".join(words[:limit]), "length"
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+    completion_tokens = reply.completion_tokens
+    if completion_tokens is None:
+        completion_tokens = len(content.split()) + len((reply.reasoning or "").split())
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reply.reasoning is not None:
+        message["reasoning_content"] = reply.reasoning
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", model),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens,
+                  "prompt_tokens_details": {"cached_tokens": 0}},
+    }
+
+
+# --- in-process fake chat model (unit tests: no sockets) ------------------------------------------------------
+
+
+class FakeChatModels:
+    """Stands in for :func:`scale_graph.models.chat_model`: every profile gets a fake chat model running ``script``.
+
+    Each call is turned into the request body the real client would send (model, messages, budget, sampling,
+    extra body, response format) and logged in ``calls``, so tests can assert prompts, routing and call counts.
+    A reply with a non-200 status, ``drop`` or ``malformed`` raises the error the OpenAI client would raise.
+
+    ```python
+    fakes = FakeChatModels(scale_script)
+    monkeypatch.setattr(scale_graph.models, "chat_model", fakes)
+    ```
+    """
+
+    def __init__(self, script: Script = scale_script) -> None:
+        self.script = script
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, profile: Any) -> Any:
+        return _make_fake_chat_model(self, profile)
+
+    def stages(self) -> list[str]:
+        """The stage of every call, in call order."""
+        with self._lock:
+            return [stage_of(b) for b in self.calls]
+
+    def record(self, body: dict[str, Any]) -> Reply:
+        """Log the body and run the script on it."""
+        with self._lock:
+            self.calls.append(body)
+        return self.script(body)
+
+
+def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
+    import httpx  # noqa: PLC0415
+    import openai  # noqa: PLC0415
+    from langchain_core.language_models.chat_models import BaseChatModel  # noqa: PLC0415
+    from langchain_core.messages import AIMessage, BaseMessage  # noqa: PLC0415
+    from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: PLC0415
+
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+
+    class FakeChatModel(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "scale-fake"
+
+        def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+                      **kwargs: Any) -> ChatResult:
+            body: dict[str, Any] = {
+                "model": profile.model,
+                "messages": [{"role": roles.get(m.type, m.type), "content": m.content} for m in messages],
+                "max_completion_tokens": profile.max_tokens,
+                "temperature": profile.temperature,
+                "top_p": profile.top_p,
+                **profile.body_extras(),
+                **kwargs,
+            }
+            reply = fakes.record(body)
+            if reply.delay:
+                time.sleep(reply.delay)
+            request = httpx.Request("POST", f"{profile.base_url}/chat/completions")
+            if reply.drop:
+                raise openai.APIConnectionError(request=request)
+            if reply.malformed:
+                raise ValueError("Unexpected response type from OpenAI-compatible endpoint")
+            if reply.status != 200:
+                response = httpx.Response(reply.status, request=request)
+                raise openai.APIStatusError(f"scripted HTTP {reply.status}", response=response, body=None)
+            data = completion(body, reply, profile.model)
+            choice, usage = data["choices"][0], data["usage"]
+            msg = AIMessage(
+                content=choice["message"]["content"],
+                additional_kwargs=({"reasoning_content": reply.reasoning} if reply.reasoning else {}),
+                response_metadata={"finish_reason": choice["finish_reason"], "model_name": profile.model},
+                usage_metadata={"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
+                                "total_tokens": usage["total_tokens"], "input_token_details": {"cache_read": 0}},
+            )
+            return ChatResult(generations=[ChatGeneration(message=msg)])
+
+    return FakeChatModel()
