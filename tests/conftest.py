@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from scale_graph import models
 from scale_graph.context import Context
-from scale_graph.testing import FakeChatModels, Script, scale_script
+from scale_graph.testing import FakeChatModels, Reply, Script, scale_script, stage_of
 
 FAKE_URL = "http://fake.invalid/v1"
 
@@ -29,3 +30,45 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> Callable[[Script], FakeChatM
 def fake_context(**overrides: Any) -> Context:
     """A Context pointing at the fake endpoint (never contacted: the chat model is faked)."""
     return Context(**{"base_url": FAKE_URL, "model": "fake-model", "candidates": 2, **overrides})
+
+
+SUBPROBLEMS = ["How many in April?", "How many in May?", "What is the final answer?"]
+
+
+def current_subproblem(body: dict[str, Any]) -> str:
+    """The sub-problem an assessment or solve request is about."""
+    text = body["messages"][-1]["content"]
+    if "Current sub-problem:\n" in text:  # assessment prompt
+        return text.rsplit("Current sub-problem:\n", 1)[1].split("\n\n", 1)[0].strip()
+    line = text.rsplit("\nCurrent sub-problem ", 1)[1]  # solve prompt: "N: text" or "N (the last one): text"
+    return line.split(": ", 1)[1].split("\n", 1)[0].strip()
+
+
+def make_script(
+    subproblems: list[str] | None = None,
+    difficulty: dict[str, str] | None = None,
+    decomposition: Callable[[dict[str, Any]], str] | None = None,
+    choice: str = '{"choice": 1}',
+    solution: Callable[[str, dict[str, Any]], str] | None = None,
+) -> Script:
+    """A fake-model script: a fixed decomposition, per-sub-problem difficulty replies (raw content), choice, and
+    solutions (default: "... \\boxed{N*10}" for the N-th sub-problem)."""
+    subs = list(subproblems or SUBPROBLEMS)
+    raw_difficulty = difficulty or {s: '{"difficulty": 0.5}' for s in subs}
+
+    def script(body: dict[str, Any]) -> Reply:
+        stage = stage_of(body)
+        if stage == "decompose":
+            return Reply(content=decomposition(body) if decomposition else json.dumps({"subproblems": subs}))
+        if stage == "select":
+            return Reply(content=choice)
+        if stage == "assess":
+            return Reply(content=raw_difficulty[current_subproblem(body)])
+        if stage in {"system1", "system2"}:
+            sub = current_subproblem(body)
+            if solution:
+                return Reply(content=solution(sub, body))
+            return Reply(content=f"Answer to {sub} \\boxed{{{(subs.index(sub) + 1) * 10}}}")
+        raise AssertionError(f"unexpected request: {body}")
+
+    return script

@@ -82,13 +82,13 @@ def endpoint(context: Context, *, model_path: str | None = None,
     Fails fast with :class:`~scale_graph.models.EndpointError` (naming the URL) when a configured endpoint does
     not answer.
     """
-    from scale_graph import models  # noqa: PLC0415
+    from scale_graph import models
 
     if context.base_url:
         models.check_endpoint(context.base_url, context.api_key)
         yield context
         return
-    from scale_graph.local import EmbeddedServer  # noqa: PLC0415 - optional extra
+    from scale_graph.local import EmbeddedServer
 
     with EmbeddedServer(model_path, progress=progress) as server:
         yield replace(context, base_url=server.base_url)
@@ -96,7 +96,7 @@ def endpoint(context: Context, *, model_path: str | None = None,
 
 def run_config(thread_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """A run config with a thread id (when checkpointing) and the recursion limit SCALE needs."""
-    from scale_graph.graph.scale import RECURSION_LIMIT  # noqa: PLC0415
+    from scale_graph.graph.scale import RECURSION_LIMIT
 
     configurable = {"thread_id": thread_id} if thread_id else {}
     return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT, **extra}
@@ -105,7 +105,7 @@ def run_config(thread_id: str | None = None, **extra: Any) -> dict[str, Any]:
 def _graph(graph: CompiledStateGraph | None) -> CompiledStateGraph:
     if graph is not None:
         return graph
-    from scale_graph.graph.scale import graph as scale_graph  # noqa: PLC0415
+    from scale_graph.graph.scale import graph as scale_graph
 
     return scale_graph
 

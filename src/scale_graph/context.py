@@ -7,8 +7,8 @@ fields the caller leaves unset (``SCALE_BASE_URL`` and friends); an explicit val
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
 import re
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 AssessPolicy = Literal["upfront", "contextual"]

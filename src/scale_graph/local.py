@@ -166,7 +166,7 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         """Load the model, start serving and wait until ``/health`` answers."""
         try:
-            import xllamacpp as xlc  # noqa: PLC0415 - optional extra
+            import xllamacpp as xlc
         except ImportError as exc:
             raise LocalModelError(f"the embedded model server (xllamacpp) is not installed; run: {INSTALL_HINT}") \
                 from exc

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import openai
@@ -25,8 +25,6 @@ from langchain_openai import ChatOpenAI
 from scale_graph import prompts
 from scale_graph.context import Context
 from scale_graph.state import Mode, Usage
-
-T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a TCP connection to the endpoint."""
@@ -143,7 +141,7 @@ def resolve_profiles(ctx: Context) -> Profiles:
     """Profiles for ``ctx``: its endpoint, or the embedded model (started on first use) when none is set."""
     base_url = ctx.base_url
     if not base_url:
-        from scale_graph import local  # noqa: PLC0415 - optional extra, started lazily
+        from scale_graph import local
 
         base_url = local.shared_server().base_url
     model = ctx.model or served_model_name(base_url, ctx.api_key)
@@ -212,7 +210,7 @@ class ModelReply:
     finish_reason: str | None
 
     def usage(self) -> Usage:
-        """This call as a usage record."""
+        """The usage record of this call."""
         return Usage(calls=1, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
                      cached_tokens=self.cached_tokens, seconds=round(self.latency, 6))
 
@@ -238,6 +236,15 @@ def _endpoint_error(profile: ModeProfile, exc: Exception) -> EndpointError:
     return EndpointError(profile.base_url, f"malformed response ({type(exc).__name__}: {exc})", retryable=True)
 
 
+_MALFORMED_MARKERS = ("Unexpected response type", "Response missing 'choices'", "null value for 'choices'",
+                      "Expecting value", "Unterminated string", "Expecting property name")
+
+
+def _is_malformed_body(exc: Exception) -> bool:
+    """True for the errors langchain-openai/openai raise on a body that is not a chat completion."""
+    return isinstance(exc, json.JSONDecodeError) or any(m in str(exc) for m in _MALFORMED_MARKERS)
+
+
 def call_model(
     profile: ModeProfile,
     messages: Sequence[BaseMessage],
@@ -257,7 +264,11 @@ def call_model(
     start = time.perf_counter()
     try:
         msg = llm.invoke(list(messages), config=config, **kwargs)  # type: ignore[arg-type]
-    except (openai.APIError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except openai.APIError as exc:
+        raise _endpoint_error(profile, exc) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        if not _is_malformed_body(exc):
+            raise
         raise _endpoint_error(profile, exc) from exc
     latency = time.perf_counter() - start
     return reply_from_message(msg, latency)
@@ -305,7 +316,7 @@ class JsonResult[T]:
         return total
 
 
-def call_json(
+def call_json[T](
     profile: ModeProfile,
     messages: Sequence[BaseMessage],
     *,

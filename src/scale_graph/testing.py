@@ -238,6 +238,7 @@ class FakeChatModels:
         self._lock = threading.Lock()
 
     def __call__(self, profile: Any) -> Any:
+        """A fake chat model for ``profile``."""
         return _make_fake_chat_model(self, profile)
 
     def stages(self) -> list[str]:
@@ -253,11 +254,11 @@ class FakeChatModels:
 
 
 def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
-    import httpx  # noqa: PLC0415
-    import openai  # noqa: PLC0415
-    from langchain_core.language_models.chat_models import BaseChatModel  # noqa: PLC0415
-    from langchain_core.messages import AIMessage, BaseMessage  # noqa: PLC0415
-    from langchain_core.outputs import ChatGeneration, ChatResult  # noqa: PLC0415
+    import httpx
+    import openai
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
 
     roles = {"system": "system", "human": "user", "ai": "assistant"}
 

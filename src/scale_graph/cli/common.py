@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from scale_graph.context import Context
@@ -63,7 +64,7 @@ def read_problem(text: str | None, file: str | None) -> str:
         raise InputError("give the problem as an argument or with --file, not both")
     if file is not None:
         try:
-            raw = open(file, "rb").read()  # noqa: SIM115
+            raw = Path(file).read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror}") from exc
         return _decode(raw, file)

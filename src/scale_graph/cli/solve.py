@@ -44,6 +44,7 @@ class ProgressPrinter:
         self.console.print(f"[dim]{time.monotonic() - self.start:6.1f}s[/] {text}", highlight=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        """Print one event."""
         kind = event.get("event")
         if kind == "candidate":
             self.candidates += 1
@@ -95,7 +96,7 @@ def render(result: SolveResult, console: Console) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``scale solve``; 0 on a finished run, 2 on bad input, 1 when the run could not finish."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         problem = check_problem(read_problem(args.problem, args.file))
     except (InputError, InvalidProblem) as exc:

@@ -24,8 +24,11 @@ def route(state: State) -> None:
 
 
 def next_step(state: State, runtime: Runtime[Context]) -> Literal["solve_fast", "solve_deep", "finalize"] | Send:
-    """Where the loop goes next: finalize when every sub-problem is solved; else assess sub-problem i (contextual
-    policy, not yet scored) or solve it in the mode Eq. 4 picks."""
+    """Where the loop goes next (the only reader of τ).
+
+    Finalize when every sub-problem is solved; else assess sub-problem i first (contextual policy, not yet
+    scored), or solve it in the mode Eq. 4 picks.
+    """
     ctx = context_of(runtime)
     i, n = len(state.get("steps", [])), len(state["subproblems"])
     if i >= n:
