@@ -117,5 +117,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
-        render(result, Console(file=sys.stdout))
+        render(result, Console(file=sys.stdout, soft_wrap=True))
     return 0
