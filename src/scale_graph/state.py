@@ -170,6 +170,7 @@ class DecomposeTask(TypedDict):
     """The payload ``Send`` gives one decomposition sample."""
 
     problem: str
+    problem_id: str | None
     index: int
 
 
@@ -177,6 +178,7 @@ class AssessTask(TypedDict):
     """The payload ``Send`` gives one difficulty assessment."""
 
     problem: str
+    problem_id: str | None
     subproblems: list[str]
     index: int
     steps: list[StepResult]

@@ -22,8 +22,8 @@ def gsm8k(n: int) -> list[dict]:
 
 
 def test_three_gsm8k_problems(embedded_server) -> None:
-    ctx = Context(base_url=embedded_server.base_url, candidates=3, system1_max_tokens=256,
-                  system2_max_tokens=512, control_max_tokens=256)
+    ctx = Context(base_url=embedded_server.base_url, candidates=2, system1_max_tokens=192,
+                  system2_max_tokens=384, control_max_tokens=192, request_timeout=180)
     for row in gsm8k(3):
         events: list[dict] = []
         result = solve(row["problem"], context=ctx, problem_id=row["id"], on_event=events.append)
@@ -35,11 +35,11 @@ def test_three_gsm8k_problems(embedded_server) -> None:
             assert step["completion_tokens"] > 0 and step["prompt_tokens"] > 0
             assert step["latency"] > 0
         assert (result.answer is not None) != (result.answer_fallback is not None)
-        assert result.usage["decompose"]["calls"] >= 3
+        assert result.usage["decompose"]["calls"] >= 2
         assert result.usage["solve"]["calls"] == len(result.steps)
         # the live events a UI renders arrive for every stage
         kinds = [e["event"] for e in events]
-        assert kinds.count("candidate") == 3 and kinds.count("solved") == len(result.steps)
+        assert kinds.count("candidate") == 2 and kinds.count("solved") == len(result.steps)
         assert kinds[-1] == "answer"
 
 

@@ -67,7 +67,7 @@ def build_scale_graph() -> StateGraph:
 def compile_scale_graph(**compile_kwargs: object) -> CompiledStateGraph:
     """The compiled SCALE graph (``compile_kwargs`` go to ``StateGraph.compile``, e.g. ``checkpointer``)."""
     compiled = build_scale_graph().compile(name="scale", **compile_kwargs)  # type: ignore[arg-type]
-    return compiled.with_config(recursion_limit=RECURSION_LIMIT)
+    return compiled.with_config(recursion_limit=RECURSION_LIMIT, metadata={"method": "scale"})
 
 
 graph = compile_scale_graph()

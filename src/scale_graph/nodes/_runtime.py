@@ -29,3 +29,15 @@ def emit(runtime: Runtime[Context] | None, event: str, **data: Any) -> None:
     """Send a custom stream event (``stream_mode="custom"``) named ``event``."""
     if runtime is not None:
         runtime.stream_writer({"event": event, **data})
+
+
+def trace(runtime: Runtime[Context] | None, stage: str, problem_id: str | None, *, mode: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    """Run name, tags and metadata of one model call, so traces filter by stage, mode, τ, preset and problem.
+
+    The method (``scale``, ``cot`` …) comes from the graph's own config metadata, which every child run inherits.
+    """
+    ctx = context_of(runtime)
+    metadata = {"stage": stage, "problem_id": problem_id, "threshold": ctx.threshold, "preset": ctx.preset,
+                **({"mode": mode} if mode else {}), **extra}
+    return {"run_name": f"{stage}_{mode}" if mode else stage, "tags": [stage], "metadata": metadata}

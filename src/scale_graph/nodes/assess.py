@@ -16,7 +16,7 @@ from langgraph.types import Send
 from scale_graph import prompts
 from scale_graph.context import Context
 from scale_graph.models import call_json, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of
+from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
 from scale_graph.state import Assessment, AssessTask, State
 
 DIFFICULTY_FALLBACK = "difficulty_unparsed→d=1.0"
@@ -32,7 +32,8 @@ SCHEMA: dict[str, Any] = {
 
 def assess_task(state: State, index: int, *, contextual: bool) -> AssessTask:
     """The payload of one assessment: P, the sub-problems, and (contextual) the solved steps so far."""
-    return AssessTask(problem=state["problem"], subproblems=list(state["subproblems"]), index=index,
+    return AssessTask(problem=state["problem"], problem_id=state.get("problem_id"),
+                      subproblems=list(state["subproblems"]), index=index,
                       steps=list(state.get("steps", [])) if contextual else [], contextual=contextual)
 
 
@@ -83,9 +84,7 @@ def assess(task: AssessTask, runtime: Runtime[Context]) -> dict[str, Any]:
         schema=SCHEMA,
         parse=parse_difficulty,
         retries=ctx.content_retries,
-        run_name="assess",
-        tags=["assess"],
-        metadata={"stage": "assess", "subproblem": i, "policy": ctx.assess},
+        **trace(runtime, "assess", task.get("problem_id"), subproblem=i, policy=ctx.assess),
     )
     assessment = Assessment(
         index=i,

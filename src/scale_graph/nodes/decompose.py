@@ -11,7 +11,7 @@ from langgraph.types import Send
 from scale_graph import prompts
 from scale_graph.context import Context, check_problem
 from scale_graph.models import call_json, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of
+from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
 from scale_graph.state import Candidate, DecomposeTask, State
 
 SCHEMA: dict[str, Any] = {
@@ -28,7 +28,8 @@ def plan_decompositions(state: State, runtime: Runtime[Context]) -> list[Send]:
     """Fan out: one ``decompose`` task per candidate (k from Context). Also rejects an unusable problem."""
     problem = check_problem(state.get("problem"))
     k = max(1, context_of(runtime).candidates)
-    return [Send("decompose", DecomposeTask(problem=problem, index=j)) for j in range(k)]
+    problem_id = state.get("problem_id")
+    return [Send("decompose", DecomposeTask(problem=problem, problem_id=problem_id, index=j)) for j in range(k)]
 
 
 def parse_decomposition(data: Any, max_subproblems: int) -> list[str]:
@@ -59,9 +60,7 @@ def decompose(task: DecomposeTask, runtime: Runtime[Context]) -> dict[str, Any]:
         schema=SCHEMA,
         parse=lambda data: parse_decomposition(data, ctx.max_subproblems),
         retries=ctx.content_retries,
-        run_name="decompose",
-        tags=["decompose"],
-        metadata={"stage": "decompose", "candidate": task["index"]},
+        **trace(runtime, "decompose", task.get("problem_id"), candidate=task["index"]),
     )
     candidate = Candidate(index=task["index"], subproblems=result.value, error=result.error)
     emit(runtime, "candidate", index=task["index"], valid=result.value is not None,

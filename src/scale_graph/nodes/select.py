@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from scale_graph import prompts
 from scale_graph.context import Context
 from scale_graph.models import call_json, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of
+from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
 from scale_graph.state import State, empty_usage
 
 NO_VALID_DECOMPOSITION = "no_valid_decomposition→whole_problem"
@@ -70,9 +70,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                     "additionalProperties": False},
             parse=parse,
             retries=ctx.content_retries,
-            run_name="select",
-            tags=["select"],
-            metadata={"stage": "select", "options": count},
+            **trace(runtime, "select", state.get("problem_id"), options=count),
         )
         update["usage"] = {"select": result.usage()}
         if result.value is None:

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from scale_graph import prompts
 from scale_graph.context import Context
 from scale_graph.models import call_model, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of
+from scale_graph.nodes._runtime import emit, profiles_of, trace
 from scale_graph.state import Mode, State, StepResult
 
 
@@ -28,7 +28,7 @@ def solve_prompt(problem: str, subproblems: list[str], steps: list[StepResult]) 
 
 
 def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any]:
-    ctx, profiles = context_of(runtime), profiles_of(runtime)
+    profiles = profiles_of(runtime)
     steps = state.get("steps", [])
     i = len(steps)
     assessment = state["assessments"][str(i)]
@@ -37,10 +37,8 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
     reply = call_model(
         profile,
         messages_for(profile, None, solve_prompt(state["problem"], state["subproblems"], steps)),
-        run_name=f"solve_{mode}",
-        tags=["solve"],
-        metadata={"stage": "solve", "subproblem": i, "difficulty": assessment["difficulty"], "mode": mode,
-                  "threshold": ctx.threshold, "preset": ctx.preset, "problem_id": state.get("problem_id")},
+        **trace(runtime, "solve", state.get("problem_id"), mode=mode, subproblem=i,
+                difficulty=assessment["difficulty"]),
     )
     step = StepResult(
         index=i,
