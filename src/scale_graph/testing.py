@@ -168,7 +168,22 @@ class FakeOpenAIServer:
                     err = {"error": {"message": f"scripted HTTP {reply.status}", "type": "fake", "code": reply.status}}
                     self._send(reply.status, json.dumps(err).encode())
                     return
+                if body.get("stream"):
+                    self._stream(body, reply)
+                    return
                 self._send(200, json.dumps(completion(body, reply, fake.model)).encode())
+
+            def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+                """Server-sent events: reasoning then content one word at a time, then usage, then [DONE]."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for chunk in stream_chunks(body, reply, fake.model):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -187,6 +202,26 @@ class FakeOpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stream_chunks(body: dict[str, Any], reply: Reply, model: str) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` events of a streamed ``reply`` (same text and usage as :func:`completion`)."""
+    full = completion(body, reply, model)
+    message, finish = full["choices"][0]["message"], full["choices"][0]["finish_reason"]
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {"id": full["id"], "object": "chat.completion.chunk", "created": full["created"], "model": full["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    for word in (message.get("reasoning_content") or "").split(" ") if message.get("reasoning_content") else []:
+        chunks.append(chunk({"reasoning_content": word + " "}))
+    words = message["content"].split(" ")
+    chunks += [chunk({"content": w if i == len(words) - 1 else w + " "}) for i, w in enumerate(words)]
+    chunks.append(chunk({}, finish))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**chunk({}), "choices": [], "usage": full["usage"]})
+    return chunks
 
 
 def completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
 from scale_graph.context import Context
@@ -40,4 +41,6 @@ def trace(runtime: Runtime[Context] | None, stage: str, problem_id: str | None, 
     ctx = context_of(runtime)
     metadata = {"stage": stage, "problem_id": problem_id, "threshold": ctx.threshold, "preset": ctx.preset,
                 **({"mode": mode} if mode else {}), **extra}
-    return {"run_name": f"{stage}_{mode}" if mode else stage, "tags": [stage], "metadata": metadata}
+    # Only solver tokens are streamed (stream_mode="messages"); the control stages' JSON is not worth streaming.
+    tags = [stage] if mode else [stage, TAG_NOSTREAM]
+    return {"run_name": f"{stage}_{mode}" if mode else stage, "tags": tags, "metadata": metadata}
