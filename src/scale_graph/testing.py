@@ -39,7 +39,9 @@ class Reply:
     content: str = ""
     """Assistant message content."""
     reasoning: str | None = None
-    """Returned as ``message.reasoning_content`` (as vLLM's reasoning parser does)."""
+    """Separate reasoning text, as vLLM's reasoning parsers return it."""
+    reasoning_field: str = "reasoning_content"
+    """Where it goes: ``reasoning_content`` (vLLM < 0.11) or ``reasoning`` (newer vLLM)."""
     status: int = 200
     """HTTP status; not 200 → an OpenAI-style error body."""
     delay: float = 0.0
@@ -214,8 +216,8 @@ def stream_chunks(body: dict[str, Any], reply: Reply, model: str) -> list[dict[s
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
     chunks = [chunk({"role": "assistant", "content": ""})]
-    for word in (message.get("reasoning_content") or "").split(" ") if message.get("reasoning_content") else []:
-        chunks.append(chunk({"reasoning_content": word + " "}))
+    if reply.reasoning:
+        chunks += [chunk({reply.reasoning_field: word + " "}) for word in reply.reasoning.split(" ")]
     words = message["content"].split(" ")
     chunks += [chunk({"content": w if i == len(words) - 1 else w + " "}) for i, w in enumerate(words)]
     chunks.append(chunk({}, finish))
@@ -238,7 +240,7 @@ def completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]
         completion_tokens = len(content.split()) + len((reply.reasoning or "").split())
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if reply.reasoning is not None:
-        message["reasoning_content"] = reply.reasoning
+        message[reply.reasoning_field] = reply.reasoning
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from scale_graph.cli import solve
+from scale_graph.cli import solve, vllm
 
-COMMANDS = [solve]
+COMMANDS = [solve, vllm]
 """Sub-command modules, in the order ``--help`` lists them."""
 
 EXIT_USAGE = 2
