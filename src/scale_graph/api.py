@@ -36,6 +36,9 @@ class SolveResult:
     usage: dict[str, Usage]
     decomposition_fallback: str | None = None
     selection_fallback: str | None = None
+    status: str = "completed"
+    """``completed``, or ``budget_exhausted`` when a per-problem budget stopped the run (see ``stop_reason``)."""
+    stop_reason: str | None = None
     thread_id: str | None = None
 
     @classmethod
@@ -49,6 +52,8 @@ class SolveResult:
             usage=dict(state.get("usage") or {}),
             decomposition_fallback=state.get("decomposition_fallback"),
             selection_fallback=state.get("selection_fallback"),
+            status=state.get("status") or "completed",
+            stop_reason=state.get("stop_reason"),
             thread_id=thread_id,
         )
 
@@ -65,6 +70,7 @@ class SolveResult:
     def to_dict(self) -> dict[str, Any]:
         """The output schema plus totals, as plain JSON-ready data."""
         out: OutputState = {
+            "status": self.status, "stop_reason": self.stop_reason,  # type: ignore[typeddict-item]
             "answer": self.answer, "answer_fallback": self.answer_fallback, "subproblems": self.subproblems,
             "decomposition_fallback": self.decomposition_fallback,
             "selection_fallback": self.selection_fallback, "steps": self.steps,

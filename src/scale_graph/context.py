@@ -122,6 +122,17 @@ class Context:
         metadata={"description": "Extra attempts when a reply's content is unusable (bad JSON, bad score) "
                   "before the stage's fallback is taken. Transport errors are retried separately."},
     )
+    max_tokens_per_problem: int | None = field(
+        default=None,
+        metadata={"description": "Budget: completion tokens over all stages of one problem. When reached, no "
+                  "further sub-problem is started; the run ends with status 'budget_exhausted' and its partial "
+                  "steps. Empty: no cap."},
+    )
+    max_seconds_per_problem: float | None = field(
+        default=None,
+        metadata={"description": "Budget: wall-clock seconds since the run started (time stopped before a resume "
+                  "counts). Checked before each sub-problem, like the token budget. Empty: no cap."},
+    )
     request_timeout: float = field(
         default=600.0,
         metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s)."},

@@ -124,8 +124,17 @@ class InputState(TypedDict):
     """Optional id, carried into traces and results."""
 
 
+RunStatus = Literal["completed", "budget_exhausted"]
+"""``completed``: every sub-problem was solved. ``budget_exhausted``: a per-problem budget stopped the run early."""
+
+
 class OutputState(TypedDict):
     """What a caller gets back."""
+
+    status: RunStatus
+    """How the run ended."""
+    stop_reason: str | None
+    """Which budget stopped the run and at what value, when one did."""
 
     answer: str | None
     """Contents of the last ``\\boxed{}`` of the last solution, or None (see ``answer_fallback``)."""
@@ -164,6 +173,12 @@ class State(InputState):
     """The final answer, set by finalize."""
     answer_fallback: str | None
     """Why there is no answer, set by finalize."""
+    started_at: float
+    """Wall-clock start of the run (epoch seconds), for the time budget."""
+    status: RunStatus
+    """How the run ended (set by finalize; ``budget_exhausted`` earlier, by the route junction)."""
+    stop_reason: str | None
+    """Which budget stopped the run."""
 
 
 class DecomposeTask(TypedDict):

@@ -28,6 +28,10 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--control-max-tokens", "control_max_tokens", int, "decompose/select/assess budget (default 512)"),
     ("--temperature", "temperature", float, "sampling temperature (default 0.6)"),
     ("--top-p", "top_p", float, "nucleus top-p (default 0.95)"),
+    ("--max-tokens-per-problem", "max_tokens_per_problem", int, "budget: stop starting sub-problems once this "
+     "many completion tokens are spent (default: no cap)"),
+    ("--max-seconds-per-problem", "max_seconds_per_problem", float, "budget: stop starting sub-problems after this "
+     "many seconds (default: no cap)"),
     ("--request-timeout", "request_timeout", float, "seconds to wait for one model reply (default 600)"),
 ]
 

@@ -17,6 +17,9 @@ from scale_graph.context import InvalidProblem, check_problem
 from scale_graph.local import LocalModelError
 from scale_graph.models import EndpointError
 
+EXIT_BUDGET = 3
+"""A per-problem budget stopped the run (its partial steps are printed)."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``scale solve``."""
@@ -65,8 +68,10 @@ class ProgressPrinter:
             self.message(f"sub-problem {event['index'] + 1}: solved by {event['mode']} "
                          f"({event['completion_tokens']} tokens, {event['seconds']:.1f}s)")
         elif kind == "answer":
-            self.message(f"answer: {event['answer']}" if event["answer"] is not None
-                         else f"no answer ({event['fallback']})")
+            if event["answer"] is not None:
+                self.message(f"answer: {event['answer']}")
+            else:
+                self.message(f"no answer ({event.get('stop_reason') or event['fallback']})")
 
 
 def render(result: SolveResult, console: Console) -> None:
@@ -88,14 +93,17 @@ def render(result: SolveResult, console: Console) -> None:
                   f"System 2 share: {result.hard_share:.0%}", highlight=False)
     if result.decomposition_fallback:
         console.print(f"note: {result.decomposition_fallback}", highlight=False)
-    if result.answer is not None:
+    if result.status == "budget_exhausted":
+        console.print(f"[bold yellow]stopped after {len(result.steps)} of {len(result.subproblems)} sub-problems:"
+                      f"[/] {result.stop_reason}", highlight=False)
+    elif result.answer is not None:
         console.print(f"[bold]answer: {result.answer}[/]", highlight=False)
     else:
         console.print(f"[bold yellow]no answer[/] ({result.answer_fallback})", highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``scale solve``; 0 on a finished run, 2 on bad input, 1 when the run could not finish."""
+    """Run ``scale solve``: 0 when it finished, 3 when a budget stopped it, 2 on bad input, 1 on failure."""
     err = Console(stderr=True, soft_wrap=True)
     try:
         problem = check_problem(read_problem(args.problem, args.file))
@@ -118,4 +126,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         render(result, Console(file=sys.stdout, soft_wrap=True))
-    return 0
+    return EXIT_BUDGET if result.status == "budget_exhausted" else 0

@@ -1,12 +1,13 @@
 """The SCALE graph: decompose → select → assess → route → solve_fast | solve_deep → … → finalize.
 
 ```
-START ─Send×k─▶ decompose ─▶ select ─(upfront: Send×n)─▶ assess ─▶ route ◀──────────────┐
-                                    └─(contextual)──────────────────▶ route             │
-route ─ next_step ─┬─▶ solve_fast (d ≤ τ) ─────────────────────────────────────────────┤
-                   ├─▶ solve_deep (d > τ) ─────────────────────────────────────────────┘
-                   ├─▶ assess (contextual: score sub-problem i first) ─▶ route
-                   └─▶ finalize ─▶ END
+START ─▶ start ─Send×k─▶ decompose ─▶ select ─┬─(upfront: Send×n)─▶ assess ─▶ route
+                                             └─(contextual)────────────────────▶ route
+route: stop here if a budget is spent; then next_step (the only reader of τ):
+  ├─▶ solve_fast   (d ≤ τ, System 1) ─▶ route
+  ├─▶ solve_deep   (d > τ, System 2) ─▶ route
+  ├─▶ assess       (contextual: score sub-problem i first) ─▶ route
+  └─▶ finalize     (all solved, or stopped) ─▶ END
 ```
 """
 
@@ -29,6 +30,7 @@ from scale_graph.nodes import (
     select,
     solve_deep,
     solve_fast,
+    start,
 )
 from scale_graph.state import InputState, OutputState, State
 
@@ -45,6 +47,7 @@ RECURSION_LIMIT = 100
 def build_scale_graph() -> StateGraph:
     """The uncompiled SCALE builder; callers compile it with the checkpointer of their choice."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+    builder.add_node("start", start)
     builder.add_node("decompose", decompose, retry_policy=TRANSPORT_RETRY)
     builder.add_node("select", select, retry_policy=TRANSPORT_RETRY)
     builder.add_node("assess", assess, retry_policy=TRANSPORT_RETRY)
@@ -53,7 +56,8 @@ def build_scale_graph() -> StateGraph:
     builder.add_node("solve_deep", solve_deep, retry_policy=TRANSPORT_RETRY)
     builder.add_node("finalize", finalize)
 
-    builder.add_conditional_edges(START, plan_decompositions, ["decompose"])
+    builder.add_edge(START, "start")
+    builder.add_conditional_edges("start", plan_decompositions, ["decompose"])
     builder.add_edge("decompose", "select")
     builder.add_conditional_edges("select", plan_assessments, ["assess", "route"])
     builder.add_edge("assess", "route")

@@ -9,6 +9,7 @@ from scale_graph.nodes.finalize import extract_boxed, finalize
 from scale_graph.nodes.route import next_step, route, select_mode
 from scale_graph.nodes.select import select
 from scale_graph.nodes.solve import solve_deep, solve_fast, solve_prompt
+from scale_graph.nodes.start import start
 
 __all__ = [
     "assess",
@@ -24,4 +25,5 @@ __all__ = [
     "solve_deep",
     "solve_fast",
     "solve_prompt",
+    "start",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from langgraph.constants import TAG_NOSTREAM
@@ -9,6 +10,11 @@ from langgraph.runtime import Runtime
 
 from scale_graph.context import Context
 from scale_graph.models import Profiles, resolve_profiles
+
+
+def now() -> float:
+    """Wall-clock time in epoch seconds (one place, so tests can replace the clock)."""
+    return time.time()
 
 
 def context_of(runtime: Runtime[Context] | None) -> Context:

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from scale_graph import prompts
-from scale_graph.context import Context, check_problem
+from scale_graph.context import Context
 from scale_graph.models import call_json, messages_for
 from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
 from scale_graph.state import Candidate, DecomposeTask, State
@@ -25,8 +25,8 @@ _FINAL = re.compile(r"final answer|original problem|whole problem", re.IGNORECAS
 
 
 def plan_decompositions(state: State, runtime: Runtime[Context]) -> list[Send]:
-    """Fan out: one ``decompose`` task per candidate (k from Context). Also rejects an unusable problem."""
-    problem = check_problem(state.get("problem"))
+    """Fan out: one ``decompose`` task per candidate (k from Context)."""
+    problem = state["problem"]
     k = max(1, context_of(runtime).candidates)
     problem_id = state.get("problem_id")
     return [Send("decompose", DecomposeTask(problem=problem, problem_id=problem_id, index=j)) for j in range(k)]

@@ -12,6 +12,7 @@ from scale_graph.nodes._runtime import emit
 from scale_graph.state import State
 
 NO_BOXED_ANSWER = "no_boxed_answer"
+BUDGET_EXHAUSTED = "budget_exhausted"
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
@@ -35,9 +36,12 @@ def extract_boxed(text: str | None) -> str | None:
 
 
 def finalize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Take the answer from the last solution; no box → answer None with the reason recorded."""
+    """Take the answer from the last solution; no box, or stopped by a budget → answer None, reason recorded."""
+    if state.get("status") == "budget_exhausted":
+        emit(runtime, "answer", answer=None, fallback=BUDGET_EXHAUSTED, stop_reason=state.get("stop_reason"))
+        return {"answer": None, "answer_fallback": BUDGET_EXHAUSTED}
     steps = state.get("steps", [])
     answer = extract_boxed(steps[-1]["solution"]) if steps else None
     fallback = None if answer is not None else NO_BOXED_ANSWER
     emit(runtime, "answer", answer=answer, fallback=fallback)
-    return {"answer": answer, "answer_fallback": fallback}
+    return {"answer": answer, "answer_fallback": fallback, "status": "completed", "stop_reason": None}

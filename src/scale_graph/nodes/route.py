@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from scale_graph.context import Context
+from scale_graph.nodes import _runtime
 from scale_graph.nodes._runtime import context_of
 from scale_graph.nodes.assess import assess_task
 from scale_graph.state import Mode, State
@@ -18,9 +19,23 @@ def select_mode(difficulty: float, threshold: float) -> Mode:
     return "system2" if difficulty > threshold else "system1"
 
 
-def route(state: State) -> None:
-    """The loop's junction: no state change; :func:`next_step` on its outgoing edge decides where to go."""
+def budget_stop(state: State, ctx: Context, now: float) -> str | None:
+    """Why the run must stop before its next sub-problem (a per-problem budget is spent), else None."""
+    used = sum(u["completion_tokens"] for u in (state.get("usage") or {}).values())
+    if ctx.max_tokens_per_problem is not None and used >= ctx.max_tokens_per_problem:
+        return f"token budget: {used} of {ctx.max_tokens_per_problem} completion tokens used"
+    elapsed = now - state.get("started_at", now)
+    if ctx.max_seconds_per_problem is not None and elapsed >= ctx.max_seconds_per_problem:
+        return f"time budget: {elapsed:.1f} of {ctx.max_seconds_per_problem:g} seconds used"
     return None
+
+
+def route(state: State, runtime: Runtime[Context]) -> dict[str, Any] | None:
+    """The loop's junction: stop the run here when a budget is spent; :func:`next_step` then picks the way."""
+    if len(state.get("steps", [])) >= len(state["subproblems"]):
+        return None  # nothing left to start: no budget can stop it now
+    reason = budget_stop(state, context_of(runtime), _runtime.now())
+    return {"status": "budget_exhausted", "stop_reason": reason} if reason else None
 
 
 def next_step(state: State, runtime: Runtime[Context]) -> Literal["solve_fast", "solve_deep", "finalize"] | Send:
@@ -31,7 +46,7 @@ def next_step(state: State, runtime: Runtime[Context]) -> Literal["solve_fast", 
     """
     ctx = context_of(runtime)
     i, n = len(state.get("steps", [])), len(state["subproblems"])
-    if i >= n:
+    if i >= n or state.get("status") == "budget_exhausted":
         return "finalize"
     assessment = state.get("assessments", {}).get(str(i))
     if assessment is None:

@@ -1,0 +1,17 @@
+"""The entry node: validate the problem and stamp the run's start time (for the wall-time budget)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scale_graph.context import check_problem
+from scale_graph.nodes import _runtime
+from scale_graph.state import State
+
+
+def start(state: State) -> dict[str, Any]:
+    """Reject an unusable problem before any model call; keep the first start time across resumes."""
+    update: dict[str, Any] = {"problem": check_problem(state.get("problem"))}
+    if not state.get("started_at"):
+        update["started_at"] = _runtime.now()
+    return update
