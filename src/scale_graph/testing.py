@@ -48,6 +48,8 @@ class Reply:
     """Seconds to wait before answering."""
     drop: bool = False
     """Close the connection without answering."""
+    drop_mid_response: bool = False
+    """Send the status line, headers and half of the body, then close the connection."""
     malformed: bool = False
     """Answer 200 with a body that is not JSON."""
     finish_reason: str = "stop"
@@ -165,6 +167,17 @@ class FakeOpenAIServer:
                     return
                 if reply.malformed:
                     self._send(200, b'{"choices": [ this is not json')
+                    return
+                if reply.drop_mid_response:
+                    payload = json.dumps(completion(body, reply, fake.model)).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
                     return
                 if reply.status != 200:
                     err = {"error": {"message": f"scripted HTTP {reply.status}", "type": "fake", "code": reply.status}}
@@ -319,7 +332,7 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
             if reply.delay:
                 time.sleep(reply.delay)
             request = httpx.Request("POST", f"{profile.base_url}/chat/completions")
-            if reply.drop:
+            if reply.drop or reply.drop_mid_response:
                 raise openai.APIConnectionError(request=request)
             if reply.malformed:
                 raise ValueError("Unexpected response type from OpenAI-compatible endpoint")

@@ -76,13 +76,38 @@ def test_token_limit_is_applied_by_the_server(server) -> None:
     assert reply.completion_tokens == 3 and reply.finish_reason == "length"
 
 
-@pytest.mark.parametrize("fault", [Reply(malformed=True), Reply(drop=True), Reply(status=503), Reply(status=429)])
+@pytest.mark.parametrize("fault", [Reply(malformed=True), Reply(drop=True), Reply(drop_mid_response=True),
+                                   Reply(status=500), Reply(status=503), Reply(status=429)],
+                         ids=["malformed", "drop", "drop-mid-response", "500", "503", "429"])
 def test_transport_faults_become_retryable_endpoint_errors(server, fault) -> None:
     profile = build_profiles(Context(), server.base_url, "fake-model").system1
     server.script = lambda body: fault
     with pytest.raises(EndpointError) as info:
         call_model(profile, messages_for(profile, prompts.SOLVE_SYSTEM1, "x"))
     assert info.value.retryable and server.base_url in str(info.value)
+
+
+def test_read_timeout_is_retryable(server) -> None:
+    profile = build_profiles(Context(request_timeout=0.5), server.base_url, "fake-model").system1
+    server.script = lambda body: Reply(content="late \\boxed{1}", delay=2.0)
+    start = time.monotonic()
+    with pytest.raises(EndpointError, match="timed out") as info:
+        call_model(profile, messages_for(profile, None, "x"))
+    assert info.value.retryable and time.monotonic() - start < 2.0
+
+
+def test_faults_then_recovery_complete_the_run(server) -> None:
+    """Each stage's first request fails in a different way; the node retry policy recovers every one."""
+    faults = {"decompose": Reply(status=503), "assess": Reply(drop_mid_response=True),
+              "system1": Reply(status=429), "system2": Reply(malformed=True)}
+
+    def script(body):
+        return faults.pop(stage_of(body), None) or scale_script(body)
+
+    server.script = script
+    result = solve(PROBLEM, context=Context(base_url=server.base_url, candidates=1))
+    assert result.answer == "20" and not faults
+    assert server.stages().count("system2") == 2  # the malformed reply was asked again once
 
 
 def test_unreachable_endpoint_fails_fast_naming_the_url() -> None:
