@@ -97,15 +97,22 @@ def endpoint(context: Context, *, model_path: str | None = None,
     from scale_graph.local import EmbeddedServer
 
     with EmbeddedServer(model_path, progress=progress) as server:
-        yield replace(context, base_url=server.base_url)
+        yield replace(context, base_url=server.base_url,
+                      max_concurrent_requests=context.max_concurrent_requests or server.settings.slots)
+
+
+MAX_PARALLEL_TASKS = 64
+"""Threads LangGraph may use for parallel tasks of one run. Its default, min(32, CPUs + 4), is 6 on a 2-core
+machine and would quietly throttle k = 8 decompositions; the real cap on requests is ``max_concurrent_requests``."""
 
 
 def run_config(thread_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A run config with a thread id (when checkpointing) and the recursion limit SCALE needs."""
+    """A run config with a thread id (when checkpointing), the recursion limit SCALE needs, and room for fan-outs."""
     from scale_graph.graph.scale import RECURSION_LIMIT
 
     configurable = {"thread_id": thread_id} if thread_id else {}
-    return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT, **extra}
+    return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT, "max_concurrency": MAX_PARALLEL_TASKS,
+            **extra}
 
 
 def _graph(graph: CompiledStateGraph | None) -> CompiledStateGraph:

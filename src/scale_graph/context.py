@@ -133,6 +133,11 @@ class Context:
         metadata={"description": "Budget: wall-clock seconds since the run started (time stopped before a resume "
                   "counts). Checked before each sub-problem, like the token budget. Empty: no cap."},
     )
+    max_concurrent_requests: int | None = field(
+        default=None,
+        metadata={"description": "Client-side cap on requests in flight to one endpoint from this process; match "
+                  "it to the server's parallel slots. Empty: no cap (the embedded model sets its slot count)."},
+    )
     request_timeout: float = field(
         default=600.0,
         metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s)."},

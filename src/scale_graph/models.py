@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -68,6 +70,8 @@ class ModeProfile:
     """System prompt put before the messages, if any."""
     api_key: str | None = None
     timeout: float = 600.0
+    max_concurrent: int | None = None
+    """Cap on requests in flight to ``base_url`` from this process (None: no cap)."""
 
     def body_extras(self) -> dict[str, Any]:
         """``extra_body`` as a dict."""
@@ -101,7 +105,8 @@ def build_profiles(ctx: Context, base_url: str, model: str, system2_model: str |
     - ``paired``: System 2 on its own endpoint/model (e.g. QwQ), System 1 and control on a Qwen3 model with
       thinking off.
     """
-    common = dict(temperature=ctx.temperature, top_p=ctx.top_p, api_key=ctx.api_key, timeout=ctx.request_timeout)
+    common = dict(temperature=ctx.temperature, top_p=ctx.top_p, api_key=ctx.api_key, timeout=ctx.request_timeout,
+                  max_concurrent=ctx.max_concurrent_requests)
     s1_extra = s2_extra = "{}"
     s2_url, s2_model = base_url, model
     if ctx.preset == "qwen3-hybrid":
@@ -143,7 +148,10 @@ def resolve_profiles(ctx: Context) -> Profiles:
     if not base_url:
         from scale_graph import local
 
-        base_url = local.shared_server().base_url
+        server = local.shared_server()
+        base_url = server.base_url
+        if ctx.max_concurrent_requests is None:
+            ctx = replace(ctx, max_concurrent_requests=server.settings.slots)
     model = ctx.model or served_model_name(base_url, ctx.api_key)
     return build_profiles(ctx, base_url, model)
 
@@ -245,6 +253,22 @@ def _is_malformed_body(exc: Exception) -> bool:
     return isinstance(exc, json.JSONDecodeError) or any(m in str(exc) for m in _MALFORMED_MARKERS)
 
 
+_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def endpoint_slot(base_url: str, limit: int | None) -> Iterator[None]:
+    """Hold one of ``limit`` request slots of ``base_url`` (shared by every profile of this process)."""
+    if not limit:
+        yield
+        return
+    with _slots_lock:
+        slot = _slots.setdefault((base_url, limit), threading.BoundedSemaphore(limit))
+    with slot:
+        yield
+
+
 def call_model(
     profile: ModeProfile,
     messages: Sequence[BaseMessage],
@@ -261,16 +285,17 @@ def call_model(
         kwargs["response_format"] = response_format
     config = {"run_name": run_name or profile.name, "tags": [profile.name, *tags],
               "metadata": {"mode_profile": profile.name, "model": profile.model, **(metadata or {})}}
-    start = time.perf_counter()
-    try:
-        msg = llm.invoke(list(messages), config=config, **kwargs)  # type: ignore[arg-type]
-    except openai.APIError as exc:
-        raise _endpoint_error(profile, exc) from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        if not _is_malformed_body(exc):
-            raise
-        raise _endpoint_error(profile, exc) from exc
-    latency = time.perf_counter() - start
+    with endpoint_slot(profile.base_url, profile.max_concurrent):
+        start = time.perf_counter()
+        try:
+            msg = llm.invoke(list(messages), config=config, **kwargs)  # type: ignore[arg-type]
+        except openai.APIError as exc:
+            raise _endpoint_error(profile, exc) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            if not _is_malformed_body(exc):
+                raise
+            raise _endpoint_error(profile, exc) from exc
+        latency = time.perf_counter() - start
     return reply_from_message(msg, latency)
 
 

@@ -285,6 +285,9 @@ class FakeChatModels:
     def __init__(self, script: Script = scale_script) -> None:
         self.script = script
         self.calls: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most calls that were running at the same time."""
         self._lock = threading.Lock()
 
     def __call__(self, profile: Any) -> Any:
@@ -301,6 +304,17 @@ class FakeChatModels:
         with self._lock:
             self.calls.append(body)
         return self.script(body)
+
+    def enter(self) -> None:
+        """A call starts (for ``max_in_flight``)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        """A call ends."""
+        with self._lock:
+            self.in_flight -= 1
 
 
 def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
@@ -329,8 +343,12 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
                 **kwargs,
             }
             reply = fakes.record(body)
-            if reply.delay:
-                time.sleep(reply.delay)
+            fakes.enter()
+            try:
+                if reply.delay:
+                    time.sleep(reply.delay)
+            finally:
+                fakes.leave()
             request = httpx.Request("POST", f"{profile.base_url}/chat/completions")
             if reply.drop or reply.drop_mid_response:
                 raise openai.APIConnectionError(request=request)

@@ -18,6 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from scale_graph.context import Context
+from scale_graph.graph._threads import threaded
 from scale_graph.models import is_retryable
 from scale_graph.nodes import (
     assess,
@@ -48,12 +49,12 @@ def build_scale_graph() -> StateGraph:
     """The uncompiled SCALE builder; callers compile it with the checkpointer of their choice."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("start", start)
-    builder.add_node("decompose", decompose, retry_policy=TRANSPORT_RETRY)
-    builder.add_node("select", select, retry_policy=TRANSPORT_RETRY)
-    builder.add_node("assess", assess, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("decompose", threaded(decompose), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("select", threaded(select), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("assess", threaded(assess), retry_policy=TRANSPORT_RETRY)
     builder.add_node("route", route)
-    builder.add_node("solve_fast", solve_fast, retry_policy=TRANSPORT_RETRY)
-    builder.add_node("solve_deep", solve_deep, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("solve_fast", threaded(solve_fast), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("solve_deep", threaded(solve_deep), retry_policy=TRANSPORT_RETRY)
     builder.add_node("finalize", finalize)
 
     builder.add_edge(START, "start")
