@@ -1,16 +1,12 @@
 """Every prompt text of the project, in one place, filled with ``str.format``.
 
 The solve prompt is built so consecutive solve calls of one problem share a growing prefix (stable instructions,
-then P, then the earlier (s_j, solution_j) pairs in order, then s_i): servers with a prefix cache (vLLM automatic
-prefix caching, llama.cpp slots) reuse the work for that prefix.
+then P, then the earlier (s_j, solution_j) pairs in order, then s_i, and only then the mode's instruction):
+servers with a prefix cache (vLLM automatic prefix caching, llama.cpp slots) reuse the work for that prefix, in
+whichever mode each step runs.
 """
 
 from __future__ import annotations
-
-BOXED_SYSTEM = (
-    "You are a careful mathematician. Always end your reply with the final result written as "
-    "\\boxed{{...}}."
-).format()
 
 DECOMPOSE_SYSTEM = (
     "You break math problems into short, ordered sub-problems. Reply with JSON only."
@@ -55,25 +51,27 @@ EARLIER_SOLVED = "Earlier sub-problems and their solutions:\n{items}\n\n"
 
 # --- solving (Eq. 5): stable instructions + P + earlier (s_j, solution_j) + s_i --------------------------------
 
-SOLVE_SYSTEM1 = (
-    "You are a careful mathematician. Answer the current sub-problem directly and briefly, without "
-    "showing long working. End with the result written as \\boxed{...}."
+SOLVE_SYSTEM = (
+    "You are a careful mathematician. You solve a math problem one sub-problem at a time. End every reply with "
+    "the result of the current sub-problem written as \\boxed{...}."
 )
+"""The same for both modes: a mode-specific system prompt would break the shared prefix between steps."""
 
-SOLVE_SYSTEM2 = (
-    "You are a careful mathematician. Solve the current sub-problem by reasoning step by step, checking "
-    "each step. End with the result written as \\boxed{...}."
-)
+SOLVE_FAST = "Answer the current sub-problem directly and briefly, without long working."
+"""System 1's instruction, placed after the current sub-problem (the end of the prompt)."""
+
+SOLVE_DEEP = "Solve the current sub-problem by reasoning step by step, checking each step."
+"""System 2's instruction, placed after the current sub-problem (the end of the prompt)."""
 
 SOLVE_PROBLEM = "Original problem:\n{problem}\n"
 
 SOLVE_EARLIER_STEP = "\nSub-problem {number}: {subproblem}\nSolution {number}: {solution}\n"
 
-SOLVE_CURRENT = "\nCurrent sub-problem {number}: {subproblem}\n"
+SOLVE_CURRENT = "\nCurrent sub-problem {number}: {subproblem}\n\n{instruction}\n"
 
 SOLVE_CURRENT_LAST = (
     "\nCurrent sub-problem {number} (the last one): {subproblem}\n"
-    "Its answer is the final answer to the original problem: put that in \\boxed{{...}}.\n"
+    "Its answer is the final answer to the original problem: put that in \\boxed{{...}}.\n\n{instruction}\n"
 )
 
 FINAL_ASK = " Then state the final answer to the original problem."

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from scale_graph import prompts
+
 
 @dataclass
 class Reply:
@@ -70,10 +72,8 @@ def stage_of(body: dict[str, Any]) -> str:
         return "select"
     if "rate the difficulty" in system:
         return "assess"
-    if "directly and briefly" in system:
-        return "system1"
-    if "step by step" in system:
-        return "system2"
+    if "one sub-problem at a time" in system:
+        return "system2" if user_text(body).rstrip().endswith(prompts.SOLVE_DEEP) else "system1"
     return "other"
 
 

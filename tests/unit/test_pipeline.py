@@ -12,14 +12,14 @@ from scale_graph.models import EndpointError
 from scale_graph.nodes.assess import DIFFICULTY_FALLBACK
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
 from scale_graph.nodes.select import NO_VALID_DECOMPOSITION, SELECTION_UNPARSED
-from scale_graph.testing import Reply
+from scale_graph.testing import Reply, stage_of
 from tests.conftest import SUBPROBLEMS, fake_context, make_script
 
 PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether?"
 
 
 def solve_calls(fakes):
-    return [c for c in fakes.calls if c["messages"][0]["content"] in (prompts.SOLVE_SYSTEM1, prompts.SOLVE_SYSTEM2)]
+    return [c for c in fakes.calls if stage_of(c) in ("system1", "system2")]
 
 
 def test_fan_out_requests_k_candidates(fake_models) -> None:
@@ -170,12 +170,12 @@ def test_budgets_and_sampling_reach_the_request(fake_models) -> None:
     fakes = fake_models(make_script())
     solve(PROBLEM, context=fake_context(system1_max_tokens=77, system2_max_tokens=999, control_max_tokens=55,
                                         temperature=0.6, top_p=0.95, threshold=0.4))
-    by_system = {c["messages"][0]["content"]: c for c in fakes.calls}
-    assert by_system[prompts.SOLVE_SYSTEM2]["max_completion_tokens"] == 999
+    by_stage = {stage_of(c): c for c in fakes.calls}
+    assert by_stage["system2"]["max_completion_tokens"] == 999
     threshold_one = fake_models(make_script())
     solve(PROBLEM, context=fake_context(system1_max_tokens=77, threshold=1.0))
     assert {c["max_completion_tokens"] for c in solve_calls(threshold_one)} == {77}
-    assert by_system[prompts.DECOMPOSE_SYSTEM]["max_completion_tokens"] == 55
+    assert by_stage["decompose"]["max_completion_tokens"] == 55
     assert all(c["temperature"] == 0.6 and c["top_p"] == 0.95 for c in fakes.calls)
 
 
@@ -184,7 +184,7 @@ def test_transport_fault_is_retried_by_the_node_policy(fake_models) -> None:
     base = make_script()
 
     def flaky(body):
-        if body["messages"][0]["content"] == prompts.SOLVE_SYSTEM1 and not state["failed"]:
+        if stage_of(body) == "system1" and not state["failed"]:
             state["failed"] = True
             return Reply(status=503)
         return base(body)
@@ -199,8 +199,23 @@ def test_transport_fault_is_retried_by_the_node_policy(fake_models) -> None:
 
 def test_permanent_client_error_stops_the_run_with_the_url(fake_models) -> None:
     base = make_script()
-    fakes = fake_models(lambda body: Reply(status=400) if body["messages"][0]["content"]
-                        == prompts.SOLVE_SYSTEM2 else base(body))
+    fakes = fake_models(lambda body: Reply(status=400) if stage_of(body) == "system2" else base(body))
     with pytest.raises(EndpointError, match=r"fake\.invalid.*HTTP 400"):
         solve(PROBLEM, context=fake_context(threshold=-1))
     assert len(solve_calls(fakes)) == 1  # 400 is not retryable
+
+
+def test_solve_prompts_share_their_prefix_across_modes(fake_models) -> None:
+    """Switching mode between steps must not break the cached prefix: the instruction comes last."""
+    scores = dict(zip(SUBPROBLEMS, ['{"difficulty": 0.9}', '{"difficulty": 0.0}', '{"difficulty": 0.9}'],
+                      strict=True))
+    fakes = fake_models(make_script(difficulty=scores))
+    solve(PROBLEM, context=fake_context())
+    calls = solve_calls(fakes)
+    assert [stage_of(c) for c in calls] == ["system2", "system1", "system2"]
+    assert len({c["messages"][0]["content"] for c in calls}) == 1  # one system prompt for both modes
+    texts = [c["messages"][-1]["content"] for c in calls]
+    for prev, nxt in itertools.pairwise(texts):
+        shared = prev.split("\nCurrent sub-problem")[0]
+        assert nxt.startswith(shared)
+    assert texts[0].rstrip().endswith(prompts.SOLVE_DEEP) and texts[1].rstrip().endswith(prompts.SOLVE_FAST)

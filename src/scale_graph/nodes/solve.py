@@ -12,18 +12,20 @@ from scale_graph.models import call_model, messages_for
 from scale_graph.nodes._runtime import emit, profiles_of, trace
 from scale_graph.state import Mode, State, StepResult
 
+MODE_INSTRUCTION: dict[Mode, str] = {"system1": prompts.SOLVE_FAST, "system2": prompts.SOLVE_DEEP}
 
-def solve_prompt(problem: str, subproblems: list[str], steps: list[StepResult]) -> str:
-    """The user prompt for the next sub-problem: P, then the earlier (s_j, solution_j) in order, then s_i.
 
-    Consecutive prompts of one problem share a growing prefix, which servers with a prefix cache reuse.
+def solve_prompt(problem: str, subproblems: list[str], steps: list[StepResult], mode: Mode) -> str:
+    """The user prompt for the next sub-problem: P, earlier (s_j, solution_j) in order, s_i, mode instruction.
+
+    Consecutive prompts of one problem share a growing prefix whatever the modes, which prefix caches reuse.
     """
     i = len(steps)
     parts = [prompts.SOLVE_PROBLEM.format(problem=problem)]
     parts += [prompts.SOLVE_EARLIER_STEP.format(number=s["index"] + 1, subproblem=s["subproblem"],
                                                 solution=s["solution"].strip()) for s in steps]
     template = prompts.SOLVE_CURRENT_LAST if i == len(subproblems) - 1 else prompts.SOLVE_CURRENT
-    parts.append(template.format(number=i + 1, subproblem=subproblems[i]))
+    parts.append(template.format(number=i + 1, subproblem=subproblems[i], instruction=MODE_INSTRUCTION[mode]))
     return "".join(parts)
 
 
@@ -36,7 +38,7 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
     emit(runtime, "solving", index=i, mode=mode, difficulty=assessment["difficulty"])
     reply = call_model(
         profile,
-        messages_for(profile, None, solve_prompt(state["problem"], state["subproblems"], steps)),
+        messages_for(profile, None, solve_prompt(state["problem"], state["subproblems"], steps, mode)),
         **trace(runtime, "solve", state.get("problem_id"), mode=mode, subproblem=i,
                 difficulty=assessment["difficulty"]),
     )
