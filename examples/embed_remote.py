@@ -18,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
 
 
 def server() -> tuple[str, str]:
@@ -25,26 +26,25 @@ def server() -> tuple[str, str]:
     return os.environ.get("SCALE_SERVER_URL", "http://127.0.0.1:2026"), os.environ["SCALE_SERVER_API_KEY"]
 
 
-def assistant_id(url: str, api_key: str, graph_id: str = "scale") -> str:
+def assistant_id(client: SyncLangGraphClient, graph_id: str = "scale") -> str:
     """The id of the assistant the server created for ``graph_id`` (Aegra derives it from the graph id)."""
-    client = get_sync_client(url=url, api_key=api_key)
     found = client.assistants.search(graph_id=graph_id, limit=1)
     if not found:
-        raise LookupError(f"the server at {url} serves no graph {graph_id!r}")
+        raise LookupError(f"the server serves no graph {graph_id!r}")
     return str(found[0]["assistant_id"])
 
 
 async def solve_with_sdk(problem: str, url: str, api_key: str, **context: Any) -> dict[str, Any]:
     """Solve on a new server thread with langgraph-sdk, printing SCALE's progress events as they stream."""
-    client = get_client(url=url, api_key=api_key)
-    thread = await client.threads.create()
     final: dict[str, Any] = {}
-    async for part in client.runs.stream(thread["thread_id"], "scale", input={"problem": problem},
-                                         context=context, stream_mode=["custom", "values"]):
-        if part.event == "custom":
-            print("  progress:", part.data.get("event"), file=sys.stderr)
-        elif part.event == "values":
-            final = part.data
+    async with get_client(url=url, api_key=api_key) as client:
+        thread = await client.threads.create()
+        async for part in client.runs.stream(thread["thread_id"], "scale", input={"problem": problem},
+                                             context=context, stream_mode=["custom", "values"]):
+            if part.event == "custom":
+                print("  progress:", part.data.get("event"), file=sys.stderr)
+            elif part.event == "values":
+                final = part.data
     return {"thread_id": thread["thread_id"], **final}
 
 
@@ -56,13 +56,14 @@ class AppState(TypedDict):
     steps: NotRequired[list[dict[str, Any]]]
 
 
-def build_remote_app(url: str, api_key: str, **compile_kwargs: Any) -> CompiledStateGraph:
+def build_remote_app(client: SyncLangGraphClient, **compile_kwargs: Any) -> CompiledStateGraph:
     """An app whose ``scale`` node is the deployed graph: START → scale (RemoteGraph) → END.
 
-    With a checkpointer, RemoteGraph runs on the server thread named like the app's thread, so give each
-    problem its own app thread (a thread holds one problem; a second one on it is refused).
+    ``client`` is a langgraph-sdk sync client for the server (the caller closes it). With a checkpointer,
+    RemoteGraph runs on the server thread named like the app's thread, so give each problem its own app thread
+    (a thread holds one problem; a second one on it is refused).
     """
-    remote = RemoteGraph(assistant_id(url, api_key), url=url, api_key=api_key, name="scale")
+    remote = RemoteGraph(assistant_id(client), sync_client=client, name="scale")
     builder = StateGraph(AppState)
     builder.add_node("scale", remote)
     builder.add_edge(START, "scale")
@@ -74,4 +75,5 @@ if __name__ == "__main__":
     problem = " ".join(sys.argv[1:]) or "What is 17 * 23?"
     url, key = server()
     print("langgraph-sdk:", asyncio.run(solve_with_sdk(problem, url, key, candidates=2))["answer"])
-    print("RemoteGraph node:", build_remote_app(url, key).invoke({"problem": problem})["answer"])
+    with get_sync_client(url=url, api_key=key) as client:
+        print("RemoteGraph node:", build_remote_app(client).invoke({"problem": problem})["answer"])
