@@ -56,14 +56,18 @@ class AppState(TypedDict):
     steps: NotRequired[list[dict[str, Any]]]
 
 
-def build_remote_app(client: SyncLangGraphClient, **compile_kwargs: Any) -> CompiledStateGraph:
+def build_remote_app(client: SyncLangGraphClient, *, context: dict[str, Any] | None = None,
+                     **compile_kwargs: Any) -> CompiledStateGraph:
     """An app whose ``scale`` node is the deployed graph: START → scale (RemoteGraph) → END.
 
-    ``client`` is a langgraph-sdk sync client for the server (the caller closes it). With a checkpointer,
-    RemoteGraph runs on the server thread named like the app's thread, so give each problem its own app thread
-    (a thread holds one problem; a second one on it is refused).
+    ``client`` is a langgraph-sdk sync client for the server (the caller closes it). A RemoteGraph node does not
+    pass the app's run context on, so SCALE's settings (``context``, e.g. ``{"candidates": 2}``) go in its
+    ``config["configurable"]``, which Aegra uses as the run context when no context is given. With a
+    checkpointer, RemoteGraph runs on the server thread named like the app's thread, so give each problem its
+    own app thread (a thread holds one problem; a second one on it is refused).
     """
-    remote = RemoteGraph(assistant_id(client), sync_client=client, name="scale")
+    remote = RemoteGraph(assistant_id(client), sync_client=client, name="scale",
+                         config={"configurable": dict(context or {})})
     builder = StateGraph(AppState)
     builder.add_node("scale", remote)
     builder.add_edge(START, "scale")
@@ -76,4 +80,5 @@ if __name__ == "__main__":
     url, key = server()
     print("langgraph-sdk:", asyncio.run(solve_with_sdk(problem, url, key, candidates=2))["answer"])
     with get_sync_client(url=url, api_key=key) as client:
-        print("RemoteGraph node:", build_remote_app(client).invoke({"problem": problem})["answer"])
+        app = build_remote_app(client, context={"candidates": 2})
+        print("RemoteGraph node:", app.invoke({"problem": problem})["answer"])

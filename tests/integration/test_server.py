@@ -282,13 +282,16 @@ async def test_the_sdk_example(server) -> None:
 
 def test_remote_graph_as_a_node_of_another_app(server) -> None:
     with server.sync_client() as client:
-        app = remote_example().build_remote_app(client)
+        app = remote_example().build_remote_app(client, context=CONTEXT)
+        asked = len(server.fake.requests)
         assert app.invoke({"problem": PROBLEM})["answer"] == "20"
+        # the settings reached the server through config["configurable"]: k=2 decompositions, not 8
+        assert [stage_of(b) for b in server.fake.requests[asked:]].count("decompose") == 2
 
 
 def test_remote_graph_in_a_checkpointed_app_uses_one_server_thread_per_app_thread(server) -> None:
     with server.sync_client() as client:
-        app = remote_example().build_remote_app(client, checkpointer=InMemorySaver())
+        app = remote_example().build_remote_app(client, context=CONTEXT, checkpointer=InMemorySaver())
         one_problem_per_app_thread(app, client)
 
 
@@ -344,3 +347,48 @@ def test_refuses_to_start_without_api_keys(tmp_path) -> None:
     finally:
         stop_process(proc)
     assert proc.returncode == 1 and "no API keys" in log.read_text()
+
+
+# --- a killed server -------------------------------------------------------------------------------------------
+
+FAST_RECOVERY = {"LEASE_DURATION_SECONDS": "6", "HEARTBEAT_INTERVAL_SECONDS": "2", "REAPER_INTERVAL_SECONDS": "2"}
+"""Aegra's lease timing, shortened so a dead worker's run is taken up again within seconds (default ~50 s)."""
+
+
+def test_a_killed_servers_run_resumes_from_its_last_checkpoint_after_restart(tmp_path) -> None:
+    def slow_solves(body: dict) -> Reply:
+        reply = scale_script(body)
+        if stage_of(body) in {"system1", "system2"}:
+            reply.delay = 2.0
+        return reply
+
+    def solves() -> int:
+        return sum(stage_of(b) in {"system1", "system2"} for b in fake.requests)
+
+    key = secrets.token_urlsafe(24)
+    log = tmp_path / "server.log"
+    with FakeOpenAIServer(slow_solves) as fake, postgres_database() as database_url:
+        env = server_env(SCALE_SERVER_API_KEYS=f"tester:{key}", SCALE_DATABASE_URL=database_url,
+                         SCALE_BASE_URL=fake.base_url, SCALE_MODEL="fake-model", **FAST_RECOVERY)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(port, env, log)
+        try:
+            wait_for(lambda: ready(url, proc, log), STARTUP_TIMEOUT, "scale serve", 0.5)
+            with get_sync_client(url=url, api_key=key) as client:
+                thread = client.threads.create()
+                run = client.runs.create(thread["thread_id"], "scale", input={"problem": PROBLEM}, context=CONTEXT)
+                wait_for(lambda: solves() >= 2, 60, "the 2nd solve request")  # the 1st solve has finished
+                proc.kill()
+                proc.wait(timeout=10)
+                asked = len(fake.requests)
+                proc = start_server(port, env, log)
+                wait_for(lambda: ready(url, proc, log), STARTUP_TIMEOUT, "the restarted server", 0.5)
+                wait_for(lambda: client.runs.get(thread["thread_id"], run["run_id"])["status"] == "success",
+                         90, "the run to be taken up again and finish", 0.5)
+                assert client.threads.get_state(thread["thread_id"])["values"]["answer"] == "20"
+            # only the solve that was in flight when the server died is asked again
+            assert [stage_of(b) for b in fake.requests[asked:]] == ["system2"]
+        finally:
+            stop_process(proc)
+            delete_redis_keys(f"scale:{database_url.rsplit('/', 1)[1]}:")
