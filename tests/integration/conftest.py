@@ -10,8 +10,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from scale_graph.local import EmbeddedServer
@@ -101,6 +103,16 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def answers_200(url: str, proc: subprocess.Popen, log: Path) -> bool:
+    """True once ``GET url`` answers 200; fails the test with the log's tail if ``proc`` has exited."""
+    if proc.poll() is not None:
+        pytest.fail(f"{proc.args[:4]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.1) -> None:

@@ -22,6 +22,7 @@ from langgraph_sdk.errors import BadRequestError, NotFoundError
 
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
 from tests.integration.conftest import (
+    answers_200,
     delete_redis_keys,
     free_port,
     postgres_database,
@@ -78,12 +79,7 @@ def start_server(port: int, env: dict[str, str], log: Path, *args: str) -> subpr
 
 def ready(url: str, proc: subprocess.Popen, log: Path) -> bool:
     """True once /health answers 200 (the gate opens only after the self-check)."""
-    if proc.poll() is not None:
-        pytest.fail(f"scale serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return answers_200(f"{url}/health", proc, log)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
 from scale_graph.testing import FakeOpenAIServer
-from tests.integration.conftest import free_port, stop_process, wait_for
+from tests.integration.conftest import answers_200, free_port, stop_process, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,16 +37,8 @@ def studio(tmp_path):
                                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
 
-        def up() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{url}/ok", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         try:
-            wait_for(up, 90, "langgraph dev to answer /ok", 0.5)
+            wait_for(lambda: answers_200(f"{url}/ok", proc, log), 90, "langgraph dev to answer /ok", 0.5)
             yield url, log
         finally:
             stop_process(proc)

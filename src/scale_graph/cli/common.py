@@ -70,6 +70,14 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
                              "~/.local/share/scale-graph)")
 
 
+def add_thread_arguments(parser: argparse.ArgumentParser, *, checkpoint: bool = False) -> None:
+    """Add THREAD (and ``--checkpoint ID`` for commands that start from one of its checkpoints)."""
+    parser.add_argument("thread", help="the thread id (`scale threads` lists them)")
+    if checkpoint:
+        parser.add_argument("--checkpoint", required=True,
+                            help="the checkpoint id, or a unique prefix of it (`scale history THREAD` lists them)")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Add the options of a command that runs SCALE on a thread: output, thread store, run configuration."""
     parser.add_argument("--json", action="store_true", help="print the result as JSON (the output schema)")

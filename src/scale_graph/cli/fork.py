@@ -8,7 +8,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph import threads
 from scale_graph.api import SolveResult
-from scale_graph.cli.common import add_run_options, context_overrides
+from scale_graph.cli.common import add_run_options, add_thread_arguments, context_overrides
 from scale_graph.cli.runner import execute
 
 
@@ -31,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(--set-difficulty) and/or run settings such as --threshold, and continue: "
                                    "every sub-problem not yet solved is routed again by Eq. 4. The original "
                                    "branch stays in the history.")
-    p.add_argument("thread", help="the thread id")
-    p.add_argument("--checkpoint", required=True, help="the checkpoint id (or a unique prefix of it)")
+    add_thread_arguments(p, checkpoint=True)
     p.add_argument("--set-difficulty", metavar="N=D", type=difficulty_change, action="append", default=[],
                    help="set sub-problem N's difficulty to D in [0, 1] (repeatable)")
     add_run_options(p)

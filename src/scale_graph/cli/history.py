@@ -10,7 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 from rich.console import Console
 
 from scale_graph import threads
-from scale_graph.cli.common import add_store_option
+from scale_graph.cli.common import add_store_option, add_thread_arguments
 from scale_graph.cli.runner import with_store
 
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="List every checkpoint of a thread, newest first, forks included: its id "
                                    "(for `scale replay` / `scale fork`), step, the nodes whose results it holds, "
                                    "and what runs next.")
-    p.add_argument("thread", help="the thread id")
+    add_thread_arguments(p)
     p.add_argument("--json", action="store_true", help="print the checkpoints as JSON")
     add_store_option(p)
     p.set_defaults(func=run)

@@ -8,7 +8,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph import threads
 from scale_graph.api import SolveResult
-from scale_graph.cli.common import add_run_options, context_overrides
+from scale_graph.cli.common import add_run_options, add_thread_arguments, context_overrides
 from scale_graph.cli.runner import execute
 
 
@@ -19,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the steps after it are redone, with new model calls, on a new branch of the "
                                    "thread; the original branch stays in the history. Run-configuration flags "
                                    "override the recorded settings.")
-    p.add_argument("thread", help="the thread id")
-    p.add_argument("--checkpoint", required=True, help="the checkpoint id (or a unique prefix of it)")
+    add_thread_arguments(p, checkpoint=True)
     add_run_options(p)
     p.set_defaults(func=run)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from scale_graph import threads
-from scale_graph.cli.common import add_run_options, context_overrides
+from scale_graph.cli.common import add_run_options, add_thread_arguments, context_overrides
 from scale_graph.cli.runner import execute
 
 
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "finished are run. The run keeps the settings it was started with; "
                                    "run-configuration flags override them (e.g. --base-url if the endpoint "
                                    "moved).")
-    p.add_argument("thread", help="the thread id (`scale threads` lists them)")
+    add_thread_arguments(p)
     add_run_options(p)
     p.set_defaults(func=run)
 

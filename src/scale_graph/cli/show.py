@@ -11,7 +11,7 @@ from rich.console import Console
 
 from scale_graph import threads
 from scale_graph.api import SolveResult
-from scale_graph.cli.common import add_store_option
+from scale_graph.cli.common import add_store_option, add_thread_arguments
 from scale_graph.cli.runner import render, with_store
 from scale_graph.cli.threads import STATUS_STYLE
 from scale_graph.nodes.route import select_mode
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="show a thread: status, sub-problems and the steps so far",
                        description="Show a thread at its latest checkpoint: status, problem, the chosen "
                                    "sub-problems with their difficulties, and the solved steps.")
-    p.add_argument("thread", help="the thread id (`scale threads` lists them)")
+    add_thread_arguments(p)
     p.add_argument("--json", action="store_true", help="print the thread's state values as JSON")
     add_store_option(p)
     p.set_defaults(func=run)
