@@ -78,3 +78,16 @@ async def test_a_client_cannot_choose_the_model_endpoint(open_gate) -> None:
         allowed = await c.post("/threads/t/runs", json={"context": {"threshold": 0.5}})
         assert allowed.status_code == 200 and allowed.json() == {"context": {"threshold": 0.5}}
         assert (await c.post("/x", content=b"not json")).status_code == 200
+
+
+async def test_the_closed_gate_turns_websockets_away() -> None:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "websocket.connect"}
+
+    async def send(message) -> None:
+        sent.append(message)
+
+    await Guard(echo, max_body_bytes=LIMIT, gate=Gate())({"type": "websocket", "headers": []}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1013}]

@@ -1,8 +1,8 @@
 """The ASGI layer in front of Aegra: a start-up gate, a request-body limit, and server-owned endpoint fields.
 
 - **Gate**: until the start-up self-check has proved that authentication is active, every request except the
-  self-check's own (which carries a per-process token) gets ``503``. So not one request is served by a server
-  whose authentication turned out to be off.
+  self-check's own (which carries a per-process token) gets ``503`` (a websocket is closed with 1013). So not
+  one request is served by a server whose authentication turned out to be off.
 - **Body limit**: a body over ``max_body_bytes`` gets ``413`` before Aegra reads it (a declared
   ``Content-Length`` is refused at once; a chunked body as soon as it grows past the limit).
 - **Endpoint fields**: the model endpoint and its credentials belong to the server (``SCALE_BASE_URL``,
@@ -27,7 +27,7 @@ GATE_HEADER = "x-scale-selfcheck"
 """Header carrying the gate token on the self-check's requests."""
 SERVER_OWNED = frozenset({"base_url", "system2_base_url", "api_key"})
 """Context fields only the server sets."""
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Gate:
@@ -59,6 +59,10 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
+        if scope["type"] == "websocket" and not self.gate.admits(scope):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
