@@ -182,7 +182,8 @@ async def stream_run_then_read_it(client, server) -> None:
     assert state["values"]["answer"] == "20" and state["next"] == []
     history = await client.threads.get_history(thread["thread_id"], limit=100)
     steps = [h["metadata"]["step"] for h in history]
-    assert steps == sorted(steps, reverse=True) and steps[-1] == -1 and len(history) == 11
+    assert steps == list(range(steps[0], -2, -1))  # every superstep, newest first, down to the input (-1)
+    assert history[0]["next"] == [] and "finalize" in {t["name"] for t in history[1]["tasks"]}
     assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
     # the run went through the Redis job queue: the worker left its done-marker there
     with redis_client() as redis:
