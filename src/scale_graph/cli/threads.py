@@ -45,12 +45,14 @@ def show_list(graph: CompiledStateGraph, args: argparse.Namespace) -> int:
         console.print("no threads yet: `scale solve PROBLEM` starts one")
         return 0
     table = Table(title="SCALE threads")
-    for col in ("thread", "status", "steps", "answer", "updated", "problem"):
-        table.add_column(col, overflow="fold", max_width=40 if col == "problem" else None)
+    for col in ("thread", "status", "steps", "answer", "updated (UTC)"):
+        table.add_column(col, no_wrap=col != "answer", overflow="fold")
+    table.add_column("problem", overflow="ellipsis", no_wrap=True, max_width=60)
     for t in found:
         steps = f"{t.steps_done}/{t.steps_total}" if t.steps_total is not None else "-"
         status = f"[{STATUS_STYLE[t.status]}]{t.status}[/]"
-        table.add_row(t.thread_id, status, steps, t.answer or "", (t.updated_at or "")[:19], one_line(t.problem))
+        updated = (t.updated_at or "")[:16].replace("T", " ")
+        table.add_row(t.thread_id, status, steps, t.answer or "", updated, one_line(t.problem))
     console.print(table)
     return 0
 
