@@ -15,6 +15,13 @@ from scale_graph.testing import FakeChatModels, Reply, Script, scale_script, sta
 FAKE_URL = "http://fake.invalid/v1"
 
 
+@pytest.fixture(autouse=True)
+def isolated_thread_store(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs through the CLI keep their threads in a scratch $SCALE_HOME, never in the user's."""
+    monkeypatch.setenv("SCALE_HOME", str(tmp_path_factory.mktemp("scale-home")))
+    monkeypatch.delenv("SCALE_CHECKPOINTER", raising=False)
+
+
 @pytest.fixture
 def fake_models(monkeypatch: pytest.MonkeyPatch) -> Callable[[Script], FakeChatModels]:
     """Install a scripted fake chat model for every profile; returns a function taking the script."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Durability
 
 from scale_graph.context import Context, check_problem
 from scale_graph.state import STAGES, OutputState, StepResult, Usage
@@ -132,16 +133,29 @@ def solve(problem: str, *, context: Context | None = None, problem_id: str | Non
     ``graph`` lets you pass a graph compiled with your checkpointer; then give a ``thread_id``.
     """
     text = check_problem(problem)
+    final = run_graph(_graph(graph), {"problem": text, "problem_id": problem_id}, config=run_config(thread_id),
+                      context=context or Context(), on_event=on_event)
+    return SolveResult.from_state(final, thread_id)
+
+
+def run_graph(graph: CompiledStateGraph, graph_input: dict[str, Any] | None, *, config: dict[str, Any],
+              context: Context, on_event: EventHandler | None = None,
+              durability: Durability | None = None) -> dict[str, Any]:
+    """Stream one run of ``graph`` and return its last state values.
+
+    ``graph_input=None`` continues the thread in ``config`` from its latest checkpoint (or from the
+    ``checkpoint_id`` it names). Custom progress events go to ``on_event``.
+    """
     final: dict[str, Any] = {}
-    for mode, chunk in _graph(graph).stream(
-        {"problem": text, "problem_id": problem_id}, config=run_config(thread_id),  # type: ignore[arg-type]
-        context=context or Context(), stream_mode=["custom", "values"],
+    for mode, chunk in graph.stream(
+        graph_input, config=config, context=context, stream_mode=["custom", "values"],  # type: ignore[arg-type]
+        durability=durability,
     ):
         if mode == "custom" and on_event:
             on_event(chunk)
         elif mode == "values":
             final = chunk
-    return SolveResult.from_state(final, thread_id)
+    return final
 
 
 async def asolve(problem: str, *, context: Context | None = None, problem_id: str | None = None,

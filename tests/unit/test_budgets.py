@@ -47,7 +47,7 @@ def test_budget_reached_after_the_last_step_still_completes(fake_models) -> None
 def test_cli_exit_code_3_and_partial_steps(monkeypatch, capsys, fake_models) -> None:
     fake_models(make_script(solution=lambda sub, body: LONG))
     monkeypatch.setenv("SCALE_BASE_URL", "http://fake.invalid/v1")
-    monkeypatch.setattr("scale_graph.cli.solve.endpoint", _no_preflight)
+    monkeypatch.setattr("scale_graph.threads.endpoint", _no_preflight)  # scale solve runs as a thread
     code = main(["solve", "--model", "m", "--candidates", "2", "--max-tokens-per-problem", "60", "P?"])
     out = capsys.readouterr().out
     assert code == 3

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from scale_graph.cli import solve, vllm
+from scale_graph.cli import fork, history, replay, resume, serve, show, solve, threads, vllm
 
-COMMANDS = [solve, vllm]
+COMMANDS = [solve, threads, show, history, resume, replay, fork, serve, vllm]
 """Sub-command modules, in the order ``--help`` lists them."""
 
 EXIT_USAGE = 2

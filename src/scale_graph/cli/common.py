@@ -51,11 +51,39 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
                             "(default $SCALE_MODEL_PATH)")
 
 
+def context_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The Context fields the user gave flags for."""
+    names = {f.name for f in fields(Context)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
 def context_from_args(args: argparse.Namespace) -> Context:
     """A Context with the flags the user gave; everything else keeps its default."""
-    names = {f.name for f in fields(Context)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return Context(**given)
+    return Context(**context_overrides(args))
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--checkpointer``: where threads are kept."""
+    parser.add_argument("--checkpointer", metavar="TARGET", default=None,
+                        help="where threads are kept: a SQLite file or a postgresql:// URL (default "
+                             "$SCALE_CHECKPOINTER, else $SCALE_HOME/threads.sqlite, SCALE_HOME defaulting to "
+                             "~/.local/share/scale-graph)")
+
+
+def add_thread_arguments(parser: argparse.ArgumentParser, *, checkpoint: bool = False) -> None:
+    """Add THREAD (and ``--checkpoint ID`` for commands that start from one of its checkpoints)."""
+    parser.add_argument("thread", help="the thread id (`scale threads` lists them)")
+    if checkpoint:
+        parser.add_argument("--checkpoint", required=True,
+                            help="the checkpoint id, or a unique prefix of it (`scale history THREAD` lists them)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of a command that runs SCALE on a thread: output, thread store, run configuration."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (the output schema)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+    add_store_option(parser)
+    add_context_options(parser)
 
 
 class InputError(ValueError):

@@ -1,0 +1,391 @@
+"""The production server for real: ``scale serve`` (Aegra, PostgreSQL, Redis broker) with the fake model server,
+used through langgraph-sdk and RemoteGraph as a client app would."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import secrets
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.pregel.remote import RemoteGraph
+from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.errors import BadRequestError, NotFoundError
+
+from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
+from tests.integration.conftest import (
+    answers_200,
+    delete_redis_keys,
+    free_port,
+    postgres_database,
+    redis_client,
+    stop_process,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 120
+PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether?"
+SLOW = "(slow)"
+"""Problems containing this get a 0.5 s delay on every model request (for cancelling a run mid-way)."""
+STAGE_EVENTS = {"candidate", "decomposition", "assessed", "solving", "solved", "answer"}
+CONTEXT = {"candidates": 2}
+
+
+def script(body: dict) -> Reply:
+    reply = scale_script(body)
+    if SLOW in user_text(body):
+        reply.delay = 0.5
+    return reply
+
+
+@dataclass
+class Server:
+    url: str
+    key: str
+    fake: FakeOpenAIServer
+    redis_prefix: str
+    log: Path
+
+    def client(self):
+        """An async langgraph-sdk client (use with ``async with``)."""
+        return get_client(url=self.url, api_key=self.key)
+
+    def sync_client(self):
+        """A sync langgraph-sdk client (use with ``with``)."""
+        return get_sync_client(url=self.url, api_key=self.key)
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALE_", "AEGRA_", "REDIS_", "DATABASE_"))}
+    return {**env, "SCALE_REDIS_URL": os.environ.get("SCALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), **extra}
+
+
+def start_server(port: int, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "scale_graph.cli", "serve", "--port", str(port),
+                                 "--config", str(ROOT / "langgraph.json"), "--log-level", "WARNING", *args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def ready(url: str, proc: subprocess.Popen, log: Path) -> bool:
+    """True once /health answers 200 (the gate opens only after the self-check)."""
+    return answers_200(f"{url}/health", proc, log)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Server:
+    redis_client().close()  # fail clearly if Redis is missing
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with FakeOpenAIServer(script) as fake, postgres_database() as database_url:
+        key = secrets.token_urlsafe(24)
+        port = free_port()
+        env = server_env(SCALE_SERVER_API_KEYS=f"tester:{key}", SCALE_DATABASE_URL=database_url,
+                         SCALE_BASE_URL=fake.base_url, SCALE_MODEL="fake-model")
+        proc = start_server(port, env, log)
+        url = f"http://127.0.0.1:{port}"
+        prefix = f"scale:{database_url.rsplit('/', 1)[1]}:"
+        try:
+            wait_for(lambda: ready(url, proc, log), STARTUP_TIMEOUT, "scale serve to pass its self-check", 0.5)
+            yield Server(url=url, key=key, fake=fake, redis_prefix=prefix, log=log)
+        finally:
+            stop_process(proc)
+            delete_redis_keys(prefix)
+
+
+# --- authentication and the request guard --------------------------------------------------------------------
+
+
+def test_the_start_up_self_check_ran(server) -> None:
+    text = server.log.read_text()
+    assert "self-check: a request without credentials gets 401" in text
+    assert "self-check: a request with a wrong key gets 401" in text
+    assert "Redis broker" in text and "durability sync" in text
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong-key-wrong-key-wrong"}, 401),
+    ({"X-API-Key": "wrong-key-wrong-key-wrong"}, 401),
+    ("bearer", 200),
+    ("x-api-key", 200),
+])
+def test_auth_rejects_missing_and_wrong_keys_and_accepts_the_right_one(server, headers, status) -> None:
+    if headers == "bearer":
+        headers = {"Authorization": f"Bearer {server.key}"}
+    elif headers == "x-api-key":
+        headers = {"X-API-Key": server.key}
+    response = httpx.post(f"{server.url}/threads/search", json={}, headers=headers, timeout=10)
+    assert response.status_code == status, response.text
+
+
+async def test_the_sdk_without_a_key_is_refused(server) -> None:
+    async with get_client(url=server.url, api_key=None) as client:
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            await client.threads.create()
+    assert caught.value.response.status_code == 401
+
+
+def test_large_bodies_and_client_chosen_endpoints_are_refused(server) -> None:
+    headers = {"X-API-Key": server.key}
+    big = httpx.post(f"{server.url}/threads", content=b"x" * ((1 << 20) + 1), headers=headers, timeout=10)
+    assert big.status_code == 413
+    thread = httpx.post(f"{server.url}/threads", json={}, headers=headers, timeout=10).json()
+    steal = httpx.post(f"{server.url}/threads/{thread['thread_id']}/runs", headers=headers, timeout=10,
+                       json={"assistant_id": "scale", "input": {"problem": PROBLEM},
+                             "context": {"base_url": "http://127.0.0.1:9/v1"}})
+    assert steal.status_code == 422 and "base_url" in steal.text
+
+
+# --- threads and runs through langgraph-sdk ----------------------------------------------------------------
+
+
+async def test_stream_a_run_then_state_and_history(server) -> None:
+    async with server.client() as client:
+        await stream_run_then_read_it(client, server)
+
+
+async def stream_run_then_read_it(client, server) -> None:
+    thread = await client.threads.create()
+    seen: Counter[str] = Counter()
+    custom: list[str] = []
+    updated: set[str] = set()
+    final: dict = {}
+    run_id = None
+    async for part in client.runs.stream(thread["thread_id"], "scale", input={"problem": PROBLEM},
+                                         context=CONTEXT, stream_mode=["values", "updates", "custom"]):
+        seen[part.event] += 1
+        if part.event == "metadata":
+            run_id = part.data["run_id"]
+        elif part.event == "custom":
+            custom.append(part.data["event"])
+        elif part.event == "updates":
+            updated |= set(part.data)
+        elif part.event == "values":
+            final = part.data
+    assert seen["values"] >= 5 and seen["updates"] >= 8
+    assert set(custom) == STAGE_EVENTS
+    assert custom.count("candidate") == 2 and custom[-1] == "answer"
+    assert {"decompose", "select", "assess", "route", "solve_fast", "solve_deep", "finalize"} <= updated
+    assert final["answer"] == "20" and [s["mode"] for s in final["steps"]] == ["system1", "system2"]
+
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["values"]["answer"] == "20" and state["next"] == []
+    history = await client.threads.get_history(thread["thread_id"], limit=100)
+    steps = [h["metadata"]["step"] for h in history]
+    assert steps == list(range(steps[0], -2, -1))  # every superstep, newest first, down to the input (-1)
+    assert history[0]["next"] == [] and "finalize" in {t["name"] for t in history[1]["tasks"]}
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "idle"
+    # the run went through the Redis job queue: the worker left its done-marker there
+    with redis_client() as redis:
+        assert redis.get(f"{server.redis_prefix}run:done:{run_id}") == b"1"
+
+
+async def solved_thread(client) -> tuple[str, list[dict]]:
+    thread = await client.threads.create()
+    await client.runs.wait(thread["thread_id"], "scale", input={"problem": PROBLEM}, context=CONTEXT)
+    return thread["thread_id"], await client.threads.get_history(thread["thread_id"], limit=100)
+
+
+def before_solving(history: list[dict], index: int) -> dict:
+    """The checkpoint whose next step solves sub-problem ``index``."""
+    return next(h for h in history if h["next"] and h["next"][0].startswith("solve_")
+                and len(h["values"].get("steps") or []) == index)
+
+
+async def test_replay_from_a_checkpoint_redoes_only_what_follows(server) -> None:
+    async with server.client() as client:
+        thread_id, history = await solved_thread(client)
+        checkpoint = before_solving(history, 1)["checkpoint"]["checkpoint_id"]
+        asked = len(server.fake.requests)
+        result = await client.runs.wait(thread_id, "scale", input=None, checkpoint_id=checkpoint, context=CONTEXT)
+        assert result["answer"] == "20"
+        assert [stage_of(b) for b in server.fake.requests[asked:]] == ["system2"]
+        assert len(await client.threads.get_history(thread_id, limit=100)) > len(history)
+
+
+async def test_fork_with_update_state_reroutes(server) -> None:
+    async with server.client() as client:
+        await fork_and_reroute(client, server)
+
+
+async def fork_and_reroute(client, server) -> None:
+    thread_id, history = await solved_thread(client)
+    target = before_solving(history, 0)
+    first = dict(target["values"]["assessments"]["0"], difficulty=0.95)
+    forked = await client.threads.update_state(thread_id, {"assessments": {"0": first}}, as_node="assess",
+                                               checkpoint_id=target["checkpoint"]["checkpoint_id"])
+    asked = len(server.fake.requests)
+    result = await client.runs.wait(thread_id, "scale", input=None, checkpoint=forked["checkpoint"],
+                                    context=CONTEXT)
+    assert [s["mode"] for s in result["steps"]] == ["system2", "system2"]
+    assert [stage_of(b) for b in server.fake.requests[asked:]] == ["system2", "system2"]
+
+
+async def test_cancel_a_run(server) -> None:
+    async with server.client() as client:
+        await cancel_mid_run(client, server)
+
+
+async def cancel_mid_run(client, server) -> None:
+    thread = await client.threads.create()
+    problem = f"{PROBLEM} {SLOW} {secrets.token_hex(4)}"
+    run = await client.runs.create(thread["thread_id"], "scale", input={"problem": problem}, context=CONTEXT)
+
+    def asked_for_it() -> int:
+        return sum(problem in user_text(b) for b in server.fake.requests)
+
+    await asyncio.to_thread(wait_for, lambda: asked_for_it() >= 1, 60, "the run's first model request")
+    await client.runs.cancel(thread["thread_id"], run["run_id"])
+    status = "running"
+    for _ in range(60):
+        status = (await client.runs.get(thread["thread_id"], run["run_id"]))["status"]
+        if status not in {"pending", "running"}:
+            break
+        await asyncio.sleep(0.5)
+    assert status == "interrupted"
+    settled = asked_for_it()
+    await asyncio.sleep(1.5)
+    assert asked_for_it() == settled  # no model request after the cancellation
+    assert settled < 7  # it stopped before the end (a full run asks 7 times)
+
+
+# --- embedding: langgraph-sdk and RemoteGraph, as examples/embed_remote.py does ------------------------------
+
+
+def remote_example():
+    path = ROOT / "examples" / "embed_remote.py"
+    spec = importlib.util.spec_from_file_location("embed_remote", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_sdk_example(server) -> None:
+    result = await remote_example().solve_with_sdk(PROBLEM, server.url, server.key, candidates=2)
+    assert result["answer"] == "20" and result["thread_id"]
+
+
+def test_remote_graph_as_a_node_of_another_app(server) -> None:
+    with server.sync_client() as client:
+        app = remote_example().build_remote_app(client, context=CONTEXT)
+        asked = len(server.fake.requests)
+        assert app.invoke({"problem": PROBLEM})["answer"] == "20"
+        # the settings reached the server through config["configurable"]: k=2 decompositions, not 8
+        assert [stage_of(b) for b in server.fake.requests[asked:]].count("decompose") == 2
+
+
+def test_remote_graph_in_a_checkpointed_app_uses_one_server_thread_per_app_thread(server) -> None:
+    with server.sync_client() as client:
+        app = remote_example().build_remote_app(client, context=CONTEXT, checkpointer=InMemorySaver())
+        one_problem_per_app_thread(app, client)
+
+
+def one_problem_per_app_thread(app, client) -> None:
+    thread_id = f"app-{secrets.token_hex(4)}"
+    config = {"configurable": {"thread_id": thread_id}}
+    assert app.invoke({"problem": PROBLEM}, config)["answer"] == "20"
+    # the server thread has the app thread's id; read it with langgraph-sdk (RemoteGraph.get_state fails on Aegra)
+    assert client.threads.get_state(thread_id)["values"]["answer"] == "20"
+    with pytest.raises(BadRequestError, match="checkpoint_id is required"):
+        RemoteGraph(remote_example().assistant_id(client), sync_client=client).get_state(config)
+    with pytest.raises(Exception, match="InvalidProblem"):  # a second problem on that thread (Aegra sends the type)
+        app.invoke({"problem": "What is 2 + 2?"}, config)
+    other = {"configurable": {"thread_id": f"app-{secrets.token_hex(4)}"}}
+    assert app.invoke({"problem": "What is 2 + 2?"}, other)["answer"] == "20"
+
+
+def test_on_aegra_remote_graph_needs_the_assistant_id(server) -> None:
+    """Runs accept the graph id, but /assistants/{id}/graph does not: RemoteGraph('scale').get_graph() fails."""
+    with server.sync_client() as client:
+        assistant = remote_example().assistant_id(client)
+        drawn = RemoteGraph(assistant, sync_client=client).get_graph(xray=True)
+        assert {"decompose", "route", "solve_fast", "solve_deep"} <= set(drawn.nodes)
+        with pytest.raises(NotFoundError):
+            RemoteGraph("scale", sync_client=client).get_graph()
+
+
+# --- refusing to start -----------------------------------------------------------------------------------------
+
+
+def test_refuses_to_start_when_the_auth_handler_does_not_load(tmp_path) -> None:
+    """A wrong auth path makes Aegra serve everyone; the self-check sees it and the server exits 1."""
+    log = tmp_path / "server.log"
+    with FakeOpenAIServer() as fake, postgres_database() as database_url:
+        env = server_env(SCALE_DATABASE_URL=database_url, SCALE_BASE_URL=fake.base_url,
+                         SCALE_SERVER_API_KEYS=f"tester:{secrets.token_urlsafe(24)}")
+        proc = start_server(free_port(), env, log, "--auth", "./no_such_auth.py:auth")
+        try:
+            proc.wait(timeout=STARTUP_TIMEOUT)
+        finally:
+            stop_process(proc)
+            delete_redis_keys(f"scale:{database_url.rsplit('/', 1)[1]}:")
+    text = log.read_text()
+    assert proc.returncode == 1, text[-2000:]
+    assert "authentication is NOT active" in text and "served no request" in text
+
+
+def test_refuses_to_start_without_api_keys(tmp_path) -> None:
+    log = tmp_path / "server.log"
+    proc = start_server(free_port(), server_env(), log)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 1 and "no API keys" in log.read_text()
+
+
+# --- a killed server -------------------------------------------------------------------------------------------
+
+FAST_RECOVERY = {"LEASE_DURATION_SECONDS": "6", "HEARTBEAT_INTERVAL_SECONDS": "2", "REAPER_INTERVAL_SECONDS": "2"}
+"""Aegra's lease timing, shortened so a dead worker's run is taken up again within seconds (default ~50 s)."""
+
+
+def test_a_killed_servers_run_resumes_from_its_last_checkpoint_after_restart(tmp_path) -> None:
+    def slow_solves(body: dict) -> Reply:
+        reply = scale_script(body)
+        if stage_of(body) in {"system1", "system2"}:
+            reply.delay = 2.0
+        return reply
+
+    def solves() -> int:
+        return sum(stage_of(b) in {"system1", "system2"} for b in fake.requests)
+
+    key = secrets.token_urlsafe(24)
+    log = tmp_path / "server.log"
+    with FakeOpenAIServer(slow_solves) as fake, postgres_database() as database_url:
+        env = server_env(SCALE_SERVER_API_KEYS=f"tester:{key}", SCALE_DATABASE_URL=database_url,
+                         SCALE_BASE_URL=fake.base_url, SCALE_MODEL="fake-model", **FAST_RECOVERY)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_server(port, env, log)
+        try:
+            wait_for(lambda: ready(url, proc, log), STARTUP_TIMEOUT, "scale serve", 0.5)
+            with get_sync_client(url=url, api_key=key) as client:
+                thread = client.threads.create()
+                run = client.runs.create(thread["thread_id"], "scale", input={"problem": PROBLEM}, context=CONTEXT)
+                wait_for(lambda: solves() >= 2, 60, "the 2nd solve request")  # the 1st solve has finished
+                proc.kill()
+                proc.wait(timeout=10)
+                asked = len(fake.requests)
+                proc = start_server(port, env, log)
+                wait_for(lambda: ready(url, proc, log), STARTUP_TIMEOUT, "the restarted server", 0.5)
+                wait_for(lambda: client.runs.get(thread["thread_id"], run["run_id"])["status"] == "success",
+                         90, "the run to be taken up again and finish", 0.5)
+                assert client.threads.get_state(thread["thread_id"])["values"]["answer"] == "20"
+            # only the solve that was in flight when the server died is asked again
+            assert [stage_of(b) for b in fake.requests[asked:]] == ["system2"]
+        finally:
+            stop_process(proc)
+            delete_redis_keys(f"scale:{database_url.rsplit('/', 1)[1]}:")
