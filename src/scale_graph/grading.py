@@ -40,6 +40,9 @@ wrong); ``error``: math-verify raised (counted wrong)."""
 DEFAULT_TIMEOUT = 10.0
 """Seconds one check may take before its worker is killed."""
 
+STARTUP_TIMEOUT = 120.0
+"""Seconds a new worker may take to start (importing math-verify on a busy machine is slow); not a check's time."""
+
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _LATEX_SPACING = re.compile(r"\{,\}|\\[,!;: ]")
@@ -82,7 +85,8 @@ def extract_boxed(text: str | None) -> str | None:
 
 def last_number(text: str) -> str | None:
     """The last number in ``text`` as a plain numeral (thousands separators and LaTeX spacing removed, ``18.00``
-    written ``18``), or None."""
+    written ``18``), or None.
+    """
     matches = _NUMBER.findall(_LATEX_SPACING.sub("", text))
     if not matches:
         return None
@@ -96,14 +100,14 @@ def last_number(text: str) -> str | None:
 
 
 def _gold(answer: str) -> list[Any]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse  # noqa: PLC0415
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     return parse(f"${answer}$", [LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None)
 
 
 def _prediction(response: str, kind: AnswerKind) -> list[Any]:
     """math-verify's parse of the model's answer, extracted as ``kind`` says (empty when nothing is found)."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse  # noqa: PLC0415
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     boxed = extract_boxed(response)
     if kind == "integer":
@@ -115,7 +119,7 @@ def _prediction(response: str, kind: AnswerKind) -> list[Any]:
 
 
 def _grade_task(gold: str, response: str, kind: AnswerKind) -> tuple[bool, str | None]:
-    from math_verify import verify  # noqa: PLC0415
+    from math_verify import verify
 
     predicted = _prediction(response, kind)
     extracted = str(predicted[-1]) if predicted else None
@@ -125,7 +129,7 @@ def _grade_task(gold: str, response: str, kind: AnswerKind) -> tuple[bool, str |
 
 
 def _equivalent_task(first: str, second: str) -> bool:
-    from math_verify import LatexExtractionConfig, parse, verify  # noqa: PLC0415
+    from math_verify import LatexExtractionConfig, parse, verify
 
     config = [LatexExtractionConfig(boxed_match_priority=0)]
     a = parse(f"\\boxed{{{first}}}", config, parsing_timeout=None)
@@ -139,7 +143,13 @@ def _normal(answer: str) -> str:
     return re.sub(r"\s+", "", answer)
 
 
-_TASKS: dict[str, Callable[..., Any]] = {"grade": _grade_task, "equivalent": _equivalent_task}
+def _ping_task() -> bool:
+    import math_verify  # noqa: F401, PLC0415 - the slow import happens before the first timed check
+
+    return True
+
+
+_TASKS: dict[str, Callable[..., Any]] = {"grade": _grade_task, "equivalent": _equivalent_task, "ping": _ping_task}
 
 
 def _serve(conn: Connection) -> None:
@@ -175,6 +185,11 @@ class _Worker:
         self.process = mp.Process(target=_serve, args=(child,), daemon=True, name="scale-grader")
         self.process.start()
         child.close()
+        try:
+            self.call("ping", (), STARTUP_TIMEOUT)
+        except GradingTimeout:
+            self.close(kill=True)
+            raise GradingError(f"a grading worker did not start within {STARTUP_TIMEOUT:g} s") from None
 
     def call(self, task: str, args: tuple[Any, ...], timeout: float) -> Any:
         self.conn.send((task, args))

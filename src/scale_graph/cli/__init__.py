@@ -10,9 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from scale_graph.cli import solve
+from scale_graph.cli import eval as eval_command
+from scale_graph.cli import report, solve, sweep, traces
 
-COMMANDS = [solve]
+COMMANDS = [solve, eval_command, sweep, report, traces]
 """Sub-command modules, in the order ``--help`` lists them."""
 
 EXIT_USAGE = 2

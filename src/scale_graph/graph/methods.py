@@ -29,8 +29,13 @@ class Method:
     """The ``scale_graph.graph`` module whose ``graph`` is this method's compiled graph."""
     unit: Unit
     """What Tpi divides by: sub-problems (SCALE family), samples (cot, majority) or rounds (inftythink)."""
+    settings: tuple[str, ...]
+    """The Context fields this method's result depends on (recorded with every result; runs that differ in one
+    of them are different runs)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Context fields this method forces."""
+    votes_on_samples: bool = False
+    """True when the n samples are voted into one answer (``majority``), not graded one by one."""
 
     def graph(self) -> CompiledStateGraph:
         """The compiled graph (imported on first use)."""
@@ -41,14 +46,21 @@ class Method:
         return dataclasses.replace(ctx, **self.overrides) if self.overrides else ctx
 
 
+_MODEL = ("model", "system2_model", "preset", "temperature", "top_p")
+_SCALE = (*_MODEL, "threshold", "candidates", "assess", "system1_max_tokens", "system2_max_tokens",
+          "control_max_tokens", "max_subproblems")
+
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("scale", "SCALE: decompose, assess, route each sub-problem by d > τ", "scale", "sub-problem"),
-    Method("cot", "one System 2 call with the zero-shot chain-of-thought prompt", "cot", "sample"),
-    Method("majority", "n System 2 samples, vote by mathematical equivalence", "majority", "sample"),
-    Method("inftythink", "bounded reasoning rounds joined by summaries (training-free)", "inftythink", "round"),
-    Method("all-fast", "SCALE with every sub-problem on System 1 (τ = 1)", "scale", "sub-problem",
+    Method("scale", "SCALE: decompose, assess, route each sub-problem by d > τ", "scale", "sub-problem", _SCALE),
+    Method("cot", "one System 2 call with the zero-shot chain-of-thought prompt", "cot", "sample",
+           (*_MODEL, "system2_max_tokens")),
+    Method("majority", "n System 2 samples, vote by mathematical equivalence", "majority", "sample",
+           (*_MODEL, "system2_max_tokens", "samples"), votes_on_samples=True),
+    Method("inftythink", "bounded reasoning rounds joined by summaries (training-free)", "inftythink", "round",
+           (*_MODEL, "rounds", "round_max_tokens", "control_max_tokens")),
+    Method("all-fast", "SCALE with every sub-problem on System 1 (τ = 1)", "scale", "sub-problem", _SCALE,
            {"threshold": 1.0}),
-    Method("all-deep", "SCALE with every sub-problem on System 2 (τ = -1)", "scale", "sub-problem",
+    Method("all-deep", "SCALE with every sub-problem on System 2 (τ = -1)", "scale", "sub-problem", _SCALE,
            {"threshold": -1.0}),
 ]}
 

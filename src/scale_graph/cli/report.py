@@ -1,0 +1,63 @@
+"""``scale report``: the metrics table of one or more results directories, as text and Markdown, with plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from scale_graph.eval.metrics import RunMetrics, compute_all
+from scale_graph.eval.report import COLUMNS, stage_rows, table_rows, write_report
+from scale_graph.eval.results import read_dirs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``scale report``."""
+    p = sub.add_parser("report", help="tables and plots from eval results",
+                       description="Print the method × data set table (Acc, Tok, Tpi, Hard%, time) and write "
+                                   "report.md and PNG plots.")
+    p.add_argument("dirs", nargs="+", type=Path, help="results directories (or files) written by scale eval/sweep")
+    p.add_argument("--out", type=Path, help="where report.md and the plots go (default: the first directory)")
+    p.set_defaults(func=run)
+
+
+def render(metrics: Sequence[RunMetrics], console: Console) -> None:
+    """The main table and the token split."""
+    table = Table(title="Results (Acc = pass@1 averaged over samples; Tok, prompt tok, calls, s per attempt)")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in {"dataset", "method"} else "right")
+    for row in table_rows(metrics):
+        table.add_row(*row)
+    console.print(table)
+    header, *rows = stage_rows(metrics)
+    split = Table(title="Completion tokens per attempt by stage and mode")
+    for col in header:
+        split.add_column(col, justify="left" if col in {"dataset", "method"} else "right")
+    for row in rows:
+        split.add_row(*row)
+    console.print(split)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``scale report``."""
+    err = Console(stderr=True)
+    missing = [d for d in args.dirs if not d.exists()]
+    if missing:
+        err.print(f"[red]error:[/] no such directory: {', '.join(map(str, missing))}", highlight=False)
+        return 2
+    try:
+        metrics = compute_all(read_dirs(args.dirs))
+    except (ValueError, KeyError) as exc:
+        err.print(f"[red]error:[/] not a results file: {exc}", highlight=False)
+        return 2
+    if not metrics:
+        err.print(f"[red]error:[/] no results in {', '.join(map(str, args.dirs))}", highlight=False)
+        return 2
+    render(metrics, Console(file=sys.stdout))
+    for path in write_report(metrics, args.out or (args.dirs[0] if args.dirs[0].is_dir() else args.dirs[0].parent)):
+        err.print(f"wrote {path}", highlight=False)
+    return 0
