@@ -1,20 +1,20 @@
-"""Answer extraction and grading with math-verify, each check in a worker process with a wall-clock timeout.
+r"""Answer extraction and grading with math-verify, each check in a worker process with a wall-clock timeout.
 
 Two questions are asked of a model's final text:
 
-- :func:`grade`: is it right? The gold answer is parsed first and compared with ``verify(gold, prediction)`` (the
-  order math-verify expects). How the prediction is extracted depends on the data set's *answer kind*:
-  ``integer`` (AIME, AMC, GSM8K) takes the last number of the last ``\\boxed{}`` (or, with no box, of the whole
-  text); ``latex`` (MATH500) parses the last ``\\boxed{}`` as LaTeX (or, with no box, lets math-verify find an
-  answer in the text).
+- :func:`grade`: is it right? The gold answer is parsed first and compared with ``verify(gold, prediction)``
+  (the order math-verify expects). How the prediction is extracted depends on the data set's *answer kind*:
+  ``integer`` (AIME, AMC, GSM8K) takes the last number of the last ``\boxed{}`` (or, with no box, of the
+  whole text); ``latex`` (MATH500) parses the last ``\boxed{}`` as LaTeX (or, with no box, lets math-verify
+  find an answer in the text).
 - :func:`equivalent`: are two answers the same mathematical object? (majority voting groups answers by this.)
 
-Model output is never evaluated here: it is only handed to math-verify, and math-verify only ever runs in a worker
-process. Its own timeout uses ``SIGALRM``, which works only on a process's main thread and cannot interrupt a
-long C-level computation (``9^{9^{9^{9}}}`` hangs in big-integer arithmetic), so each check gets a wall-clock
-timeout here instead: a worker that does not answer in time is killed and replaced, and the check is marked
-``timeout`` and counts as wrong. This module imports nothing of the graphs and imports math-verify only in the
-workers.
+Model output is never evaluated here: it is only handed to math-verify, and math-verify only ever runs in a
+worker process. Its own timeout uses ``SIGALRM``, which works only on a process's main thread and cannot
+interrupt a long C-level computation (``9^{9^{9^{9}}}`` hangs in big-integer arithmetic), so each check gets a
+wall-clock timeout here instead: a worker that does not answer in time is killed and replaced, and the check
+is marked ``timeout`` and counts as wrong. This module imports nothing of the graphs and imports math-verify
+only in the workers.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds one check may take before its worker is killed."""
 
 STARTUP_TIMEOUT = 120.0
-"""Seconds a new worker may take to start (importing math-verify on a busy machine is slow); not a check's time."""
+"""Seconds a new worker may take to start (importing math-verify is slow on a busy machine).
+
+This is not counted toward a check's :data:`DEFAULT_TIMEOUT`."""
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -62,9 +64,9 @@ class Verdict(TypedDict):
 
 
 def extract_boxed(text: str | None) -> str | None:
-    """The contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced; else None.
+    r"""The contents of the last ``\boxed{...}`` (or ``\fbox{...}``) in ``text``, braces balanced; else None.
 
-    A nested box counts as the later one, so ``\\boxed{\\boxed{3}}`` gives ``3``.
+    A nested box counts as the later one, so ``\boxed{\boxed{3}}`` gives ``3``.
     """
     if not text:
         return None
@@ -84,8 +86,9 @@ def extract_boxed(text: str | None) -> str | None:
 
 
 def last_number(text: str) -> str | None:
-    """The last number in ``text`` as a plain numeral (thousands separators and LaTeX spacing removed, ``18.00``
-    written ``18``), or None.
+    """The last number in ``text`` as a plain numeral, or None.
+
+    Thousands separators and LaTeX spacing are removed and ``18.00`` is written ``18``.
     """
     matches = _NUMBER.findall(_LATEX_SPACING.sub("", text))
     if not matches:
@@ -96,7 +99,7 @@ def last_number(text: str) -> str | None:
     return number if number not in {"", "-", "-0"} else "0"
 
 
-# --- what runs inside a worker process -------------------------------------------------------------------------
+# --- what runs inside a worker process ------------------------------------------------------------------
 
 
 def _gold(answer: str) -> list[Any]:
@@ -114,7 +117,9 @@ def _prediction(response: str, kind: AnswerKind) -> list[Any]:
         number = last_number(boxed if boxed is not None else response)
         return parse(number, [ExprExtractionConfig()], parsing_timeout=None) if number is not None else []
     if boxed is not None:
-        return parse(f"\\boxed{{{boxed}}}", [LatexExtractionConfig(boxed_match_priority=0)], parsing_timeout=None)
+        return parse(
+            f"\\boxed{{{boxed}}}", [LatexExtractionConfig(boxed_match_priority=0)], parsing_timeout=None
+        )
     return parse(response, parsing_timeout=None)
 
 
@@ -144,12 +149,16 @@ def _normal(answer: str) -> str:
 
 
 def _ping_task() -> bool:
-    import math_verify  # noqa: F401, PLC0415 - the slow import happens before the first timed check
+    import math_verify  # noqa: F401 - the slow import happens before the first timed check
 
     return True
 
 
-_TASKS: dict[str, Callable[..., Any]] = {"grade": _grade_task, "equivalent": _equivalent_task, "ping": _ping_task}
+_TASKS: dict[str, Callable[..., Any]] = {
+    "grade": _grade_task,
+    "equivalent": _equivalent_task,
+    "ping": _ping_task,
+}
 
 
 def _serve(conn: Connection) -> None:
@@ -166,7 +175,7 @@ def _serve(conn: Connection) -> None:
             conn.send((False, f"{type(exc).__name__}: {exc}"[:300]))
 
 
-# --- the pool, on the caller's side ----------------------------------------------------------------------------
+# --- the pool, on the caller's side ---------------------------------------------------------------------
 
 
 class GradingTimeout(Exception):
@@ -214,10 +223,10 @@ class _Worker:
 
 
 class GradingPool:
-    """Up to ``size`` worker processes running math-verify, shared by threads; each call has a wall-clock timeout.
+    """Up to ``size`` math-verify worker processes, shared by threads; each call has a wall-clock timeout.
 
-    A worker is started on first need and reused; one that times out or dies is killed and a fresh one takes its
-    place on the next call.
+    A worker is started on first need and reused; one that times out or dies is killed and a fresh one takes
+    its place on the next call.
     """
 
     def __init__(self, size: int = 2, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -277,7 +286,7 @@ def default_pool() -> GradingPool:
 
 
 def grade(gold: str, response: str | None, kind: AnswerKind, *, pool: GradingPool | None = None) -> Verdict:
-    """Grade the model's final text against the gold answer (gold parsed first); never raises on bad output."""
+    """Grade the model's final text against the gold answer (parsed first); never raises on bad output."""
     start = time.perf_counter()
     status: GradeStatus = "ok"
     correct, extracted = False, None
@@ -289,8 +298,9 @@ def grade(gold: str, response: str | None, kind: AnswerKind, *, pool: GradingPoo
         status = "timeout"
     except GradingError:
         status = "error"
-    return Verdict(correct=correct, extracted=extracted, status=status,
-                   seconds=round(time.perf_counter() - start, 3))
+    return Verdict(
+        correct=correct, extracted=extracted, status=status, seconds=round(time.perf_counter() - start, 3)
+    )
 
 
 def equivalent(first: str, second: str, *, pool: GradingPool | None = None) -> bool:
@@ -313,8 +323,9 @@ class AnswerGroup:
     """Indices of the samples in the group, in order."""
 
 
-def group_answers(answers: Sequence[str | None],
-                  same: Callable[[str, str], bool] = equivalent) -> list[AnswerGroup]:
+def group_answers(
+    answers: Sequence[str | None], same: Callable[[str, str], bool] = equivalent
+) -> list[AnswerGroup]:
     """Group answers by ``same``, comparing each with every group's representative; None answers are skipped.
 
     Groups come out in order of their earliest member.

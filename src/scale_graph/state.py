@@ -184,7 +184,7 @@ class AssessTask(TypedDict):
     contextual: bool
 
 
-# --- baselines (cot, majority, inftythink) ---------------------------------------------------------------------
+# --- baselines (cot, majority, inftythink) ----------------------------------------------------------------
 
 
 class Sample(TypedDict):

@@ -44,31 +44,57 @@ def positive_int(text: str) -> int:
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:
     """The options ``scale eval`` and ``scale sweep`` share."""
-    p.add_argument("--dataset", required=True,
-                   help="aime24, aime25, amc23, math500, gsm8k_dev, or a JSONL file with id, problem, answer")
-    p.add_argument("--method", default="scale", choices=list(METHODS),
-                   help="scale (default), cot, majority, inftythink, all-fast (τ=1) or all-deep (τ=-1)")
-    p.add_argument("--samples", type=positive_int, default=1,
-                   help="samples per problem: independent attempts (Acc = pass@1 averaged over them); for "
-                        "majority, the votes inside one attempt (default 1)")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="aime24, aime25, amc23, math500, gsm8k_dev, or a JSONL file with id, problem, answer",
+    )
+    p.add_argument(
+        "--method",
+        default="scale",
+        choices=list(METHODS),
+        help="scale (default), cot, majority, inftythink, all-fast (τ=1) or all-deep (τ=-1)",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        help="samples per problem: independent attempts (Acc = pass@1 averaged over them); for "
+        "majority, the votes inside one attempt (default 1)",
+    )
     p.add_argument("--limit", type=positive_int, help="only the first N problems")
-    p.add_argument("--concurrency", type=positive_int, default=2,
-                   help="attempts run at once (default 2; the embedded model gets at least this many slots)")
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=2,
+        help="attempts run at once (default 2; the embedded model gets at least this many slots)",
+    )
     p.add_argument("--out", required=True, type=Path, help="results directory (one JSONL file per run)")
-    p.add_argument("--grade-timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"seconds one grading check may take before it counts as wrong (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument(
+        "--grade-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds one grading check may take before it counts as wrong (default {DEFAULT_TIMEOUT:g})",
+    )
     p.add_argument("--rounds", type=positive_int, help="inftythink: most reasoning rounds (default 4)")
-    p.add_argument("--round-max-tokens", dest="round_max_tokens", type=positive_int,
-                   help="inftythink: budget of one round (default 1024)")
+    p.add_argument(
+        "--round-max-tokens",
+        dest="round_max_tokens",
+        type=positive_int,
+        help="inftythink: budget of one round (default 1024)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_context_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``scale eval``."""
-    p = sub.add_parser("eval", help="evaluate a method on a data set (resumable)",
-                       description="Run a method on a data set, one results row per attempt in --out. Running "
-                                   "the same command again skips the attempts already done.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a method on a data set (resumable)",
+        description="Run a method on a data set, one results row per attempt in --out. Running "
+        "the same command again skips the attempts already done.",
+    )
     add_eval_options(p)
     p.set_defaults(func=run)
 
@@ -82,14 +108,25 @@ def _stats(rows: list[Row], failed: int) -> str:
     return f"acc {100 * acc:.1f}% · {tok:.0f} tok/attempt{note}"
 
 
-def run_with_progress(run: EvalRun, console: Console, pool: GradingPool, *, quiet: bool = False) -> EvalOutcome:
+def run_with_progress(
+    run: EvalRun, console: Console, pool: GradingPool, *, quiet: bool = False
+) -> EvalOutcome:
     """Run ``run`` with a progress bar (ETA, running accuracy, tokens per attempt) on ``console``."""
     rows = read_rows(run.path)
     total = len(run.attempts())
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[stats]}"),
+    ]
     with Progress(*columns, console=console, disable=quiet) as progress:
-        task = progress.add_task(run.run_id, total=total, completed=min(len(rows), total), stats=_stats(rows, 0))
+        task = progress.add_task(
+            run.run_id, total=total, completed=min(len(rows), total), stats=_stats(rows, 0)
+        )
         failures = 0
 
         def on_row(row: Row) -> None:
@@ -99,7 +136,9 @@ def run_with_progress(run: EvalRun, console: Console, pool: GradingPool, *, quie
         def on_failure(problem_id: str, sample: int, exc: BaseException) -> None:
             nonlocal failures
             failures += 1
-            progress.console.print(f"[yellow]attempt {problem_id} #{sample} failed:[/] {exc}", highlight=False)
+            progress.console.print(
+                f"[yellow]attempt {problem_id} #{sample} failed:[/] {exc}", highlight=False
+            )
             progress.update(task, stats=_stats(rows, failures))
 
         return run_eval(run, on_row=on_row, on_failure=on_failure, pool=pool)
@@ -107,8 +146,11 @@ def run_with_progress(run: EvalRun, console: Console, pool: GradingPool, *, quie
 
 def report_outcome(outcome: EvalOutcome, run: EvalRun, console: Console) -> int:
     """Print what happened; the exit code (1 when attempts failed or the run stopped early)."""
-    console.print(f"{run.path}: {outcome.done} attempts done now, {outcome.skipped} already there, "
-                  f"{len(outcome.failed)} failed", highlight=False)
+    console.print(
+        f"{run.path}: {outcome.done} attempts done now, {outcome.skipped} already there, "
+        f"{len(outcome.failed)} failed",
+        highlight=False,
+    )
     if outcome.stopped:
         console.print(f"[red]stopped:[/] {outcome.stopped}", highlight=False)
     if outcome.failed:
@@ -121,8 +163,9 @@ def report_outcome(outcome: EvalOutcome, run: EvalRun, console: Console) -> int:
 def live_context(args: argparse.Namespace, console: Console) -> Iterator[Context]:
     """The run's Context with a live endpoint (the embedded model, started once, when none is configured)."""
     say: Callable[[str], None] | None = None if args.quiet else (lambda m: console.print(m, highlight=False))
-    with endpoint(context_from_args(args), model_path=args.model_path, progress=say,
-                  slots=args.concurrency) as ctx:
+    with endpoint(
+        context_from_args(args), model_path=args.model_path, progress=say, slots=args.concurrency
+    ) as ctx:
         yield ctx
 
 
@@ -143,8 +186,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         with live_context(args, console) as ctx, GradingPool(timeout=args.grade_timeout) as pool:
-            job = EvalRun(dataset=dataset, method=get_method(args.method), context=ctx, out_dir=args.out,
-                          samples=args.samples, limit=args.limit, concurrency=args.concurrency)
+            job = EvalRun(
+                dataset=dataset,
+                method=get_method(args.method),
+                context=ctx,
+                out_dir=args.out,
+                samples=args.samples,
+                limit=args.limit,
+                concurrency=args.concurrency,
+            )
             outcome = run_with_progress(job, console, pool, quiet=args.quiet)
     except (EndpointError, LocalModelError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)

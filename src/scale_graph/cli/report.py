@@ -1,4 +1,4 @@
-"""``scale report``: the metrics table of one or more results directories, as text and Markdown, with plots."""
+"""``scale report``: the metrics table of results directories, as text and Markdown, with plots."""
 
 from __future__ import annotations
 
@@ -17,10 +17,15 @@ from scale_graph.eval.results import read_dirs
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``scale report``."""
-    p = sub.add_parser("report", help="tables and plots from eval results",
-                       description="Print the method × data set table (Acc, Tok, Tpi, Hard%, time) and write "
-                                   "report.md and PNG plots.")
-    p.add_argument("dirs", nargs="+", type=Path, help="results directories (or files) written by scale eval/sweep")
+    p = sub.add_parser(
+        "report",
+        help="tables and plots from eval results",
+        description="Print the method × data set table (Acc, Tok, Tpi, Hard%, time) and write "
+        "report.md and PNG plots.",
+    )
+    p.add_argument(
+        "dirs", nargs="+", type=Path, help="results directories (or files) written by scale eval/sweep"
+    )
     p.add_argument("--out", type=Path, help="where report.md and the plots go (default: the first directory)")
     p.set_defaults(func=run)
 
@@ -29,14 +34,14 @@ def render(metrics: Sequence[RunMetrics], console: Console) -> None:
     """The main table and the token split."""
     table = Table(title="Results (Acc = pass@1 averaged over samples; Tok, prompt tok, calls, s per attempt)")
     for col in COLUMNS:
-        table.add_column(col, justify="left" if col in {"dataset", "method"} else "right")
+        table.add_column(col, justify="left" if col in {"dataset", "method"} else "right", no_wrap=True)
     for row in table_rows(metrics):
         table.add_row(*row)
     console.print(table)
     header, *rows = stage_rows(metrics)
     split = Table(title="Completion tokens per attempt by stage and mode")
     for col in header:
-        split.add_column(col, justify="left" if col in {"dataset", "method"} else "right")
+        split.add_column(col, justify="left" if col in {"dataset", "method"} else "right", no_wrap=True)
     for row in rows:
         split.add_row(*row)
     console.print(split)
@@ -57,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     if not metrics:
         err.print(f"[red]error:[/] no results in {', '.join(map(str, args.dirs))}", highlight=False)
         return 2
-    render(metrics, Console(file=sys.stdout))
-    for path in write_report(metrics, args.out or (args.dirs[0] if args.dirs[0].is_dir() else args.dirs[0].parent)):
+    # Piped output gets a wide table rather than rich's default 80 columns.
+    render(metrics, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160))
+    for path in write_report(
+        metrics, args.out or (args.dirs[0] if args.dirs[0].is_dir() else args.dirs[0].parent)
+    ):
         err.print(f"wrote {path}", highlight=False)
     return 0

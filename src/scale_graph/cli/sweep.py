@@ -50,11 +50,18 @@ def number_list[T](convert: Callable[[str], T]) -> Callable[[str], list[T]]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``scale sweep``."""
-    p = sub.add_parser("sweep", help="τ sweep or System 2 budget sweep, with plots",
-                       description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p = sub.add_parser(
+        "sweep",
+        help="τ sweep or System 2 budget sweep, with plots",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     p.add_argument("--thresholds", type=number_list(float), help="τ values, e.g. 0.2,0.5,0.8")
-    p.add_argument("--deep-max-tokens", dest="deep_max_tokens", type=number_list(int),
-                   help="System 2 budgets, e.g. 1024,2048,4096")
+    p.add_argument(
+        "--deep-max-tokens",
+        dest="deep_max_tokens",
+        type=number_list(int),
+        help="System 2 budgets, e.g. 1024,2048,4096",
+    )
     add_eval_options(p)
     p.set_defaults(func=run)
 
@@ -76,11 +83,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         with live_context(args, console) as base, GradingPool(timeout=args.grade_timeout) as pool:
             for threshold, budget in points:
-                changes = {k: v for k, v in (("threshold", threshold), ("system2_max_tokens", budget))
-                           if v is not None}
-                job = EvalRun(dataset=dataset, method=get_method(args.method),
-                              context=dataclasses.replace(base, **changes), out_dir=args.out,
-                              samples=args.samples, limit=args.limit, concurrency=args.concurrency)
+                changes = {
+                    k: v
+                    for k, v in (("threshold", threshold), ("system2_max_tokens", budget))
+                    if v is not None
+                }
+                job = EvalRun(
+                    dataset=dataset,
+                    method=get_method(args.method),
+                    context=dataclasses.replace(base, **changes),
+                    out_dir=args.out,
+                    samples=args.samples,
+                    limit=args.limit,
+                    concurrency=args.concurrency,
+                )
                 outcome = run_with_progress(job, console, pool, quiet=args.quiet)
                 code = max(code, report_outcome(outcome, job, console))
                 if outcome.stopped:

@@ -1,4 +1,4 @@
-"""``scale traces``: chat-format fine-tuning examples from SCALE attempts (sub-problem chain → boxed answer)."""
+"""``scale traces``: chat-format fine-tuning examples from SCALE attempts (sub-problem chain → answer)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from scale_graph.eval.traces import write_traces
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``scale traces``."""
-    p = sub.add_parser("traces", help="fine-tuning examples from SCALE results",
-                       description="Write chat-format training examples (problem → the sub-problem chain with "
-                                   "each step's solution → the boxed answer) from SCALE attempts.")
+    p = sub.add_parser(
+        "traces",
+        help="fine-tuning examples from SCALE results",
+        description="Write chat-format training examples (problem → the sub-problem chain with "
+        "each step's solution → the boxed answer) from SCALE attempts.",
+    )
     p.add_argument("dirs", nargs="+", type=Path, help="results directories (or files) written by scale eval")
     p.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
     p.add_argument("--correct-only", action="store_true", help="keep only verified-correct attempts")
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] not a results file: {exc}", highlight=False)
         return 2
     reasons = ", ".join(f"{n} {why}" for why, n in dropped.most_common()) or "none"
-    console.print(f"kept {kept} examples in {args.out}; dropped {sum(dropped.values())} ({reasons})",
-                  highlight=False)
+    console.print(
+        f"kept {kept} examples in {args.out}; dropped {sum(dropped.values())} ({reasons})", highlight=False
+    )
     return 0

@@ -1,9 +1,11 @@
-"""Evaluation data sets: the five shipped with the package (see ``scale_graph/data/README.md`` for provenance) or
-any JSONL file whose rows have ``id``, ``problem`` and ``answer``.
+"""Evaluation data sets: the five shipped with the package, or any JSONL file.
 
-Each set has an *answer kind* that tells the grader how to extract answers: ``integer`` for AIME, AMC and GSM8K,
-``latex`` for MATH500. For a file of your own it is ``integer`` when every gold answer is an integer, else
-``latex``.
+The shipped ones have their provenance in ``scale_graph/data/README.md``; a file of your own needs rows with
+``id``, ``problem`` and ``answer``.
+
+Each set has an *answer kind* that tells the grader how to extract answers: ``integer`` for AIME, AMC and
+GSM8K, ``latex`` for MATH500. For a file of your own it is ``integer`` when every gold answer is an integer,
+else ``latex``.
 """
 
 from __future__ import annotations
@@ -67,12 +69,13 @@ def load_dataset(spec: str) -> Dataset:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
     problems = parse_rows(text, str(path))
     kind: AnswerKind = BUILTIN.get(path.stem) or (
-        "integer" if all(_INTEGER.fullmatch(p.answer) for p in problems) else "latex")
+        "integer" if all(_INTEGER.fullmatch(p.answer) for p in problems) else "latex"
+    )
     return Dataset(path.stem, kind, problems, str(path))
 
 
 def parse_rows(text: str, where: str) -> tuple[Problem, ...]:
-    """The problems of a JSONL text; a malformed row is a :class:`DatasetError` naming ``where`` and the line."""
+    """The problems of a JSONL text; a malformed row raises :class:`DatasetError` naming ``where:line``."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):

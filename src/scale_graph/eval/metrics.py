@@ -1,11 +1,11 @@
 """The paper's metrics over results rows, one :class:`RunMetrics` per run (data set × method × settings).
 
-- **Acc**: pass@1 averaged over the n samples: each problem scores the share of its attempts that were correct,
-  and Acc is the mean over problems. (For ``majority`` each attempt is one vote over n samples.)
+- **Acc**: pass@1 averaged over the n samples: each problem scores the share of its attempts that were
+  correct, and Acc is the mean over problems. (For ``majority`` each attempt is one vote over n samples.)
 - **Tok**: completion tokens per attempt over all stages (decompose, select, assess, solve, summarize), also
   split by stage and by mode.
-- **Tpi**: completion tokens per unit: per sub-problem solved (SCALE family), per sample (cot, majority) or per
-  round including its summary (inftythink). It is the units' tokens divided by their number.
+- **Tpi**: completion tokens per unit: per sub-problem solved (SCALE family), per sample (cot, majority) or
+  per round including its summary (inftythink). It is the units' tokens divided by their number.
 - **Hard%**: share of units run by System 2 (for SCALE: sub-problems routed to System 2).
 - Also prompt tokens, model calls and wall time per attempt, and how many grades timed out.
 """
@@ -88,13 +88,19 @@ def compute(rows: list[Row]) -> RunMetrics:
         status[row["verdict"]["status"]] += 1
     first = rows[0]
     return RunMetrics(
-        run=first["run"], dataset=first["dataset"], method=first["method"], settings=first["settings"],
-        problems=len(by_problem), attempts=len(rows),
+        run=first["run"],
+        dataset=first["dataset"],
+        method=first["method"],
+        settings=first["settings"],
+        problems=len(by_problem),
+        attempts=len(rows),
         acc=_mean(_mean(v) for v in by_problem.values()),
         tok=_mean(r["tokens"]["completion"] for r in rows),
         tok_by_stage={s: _mean(r["tokens"]["by_stage"].get(s, 0) for r in rows) for s in stages},
-        tok_by_mode={m: _mean(r["tokens"]["by_mode"].get(m, 0) for r in rows)
-                     for m in ("system1", "system2", "control")},
+        tok_by_mode={
+            m: _mean(r["tokens"]["by_mode"].get(m, 0) for r in rows)
+            for m in ("system1", "system2", "control")
+        },
         tpi=sum(unit_tokens(u) for u in all_units) / len(all_units) if all_units else 0.0,
         hard=sum(u["mode"] == "system2" for u in all_units) / len(all_units) if all_units else 0.0,
         units=len(all_units) / len(rows),

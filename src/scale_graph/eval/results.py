@@ -1,7 +1,8 @@
 """The results file of a run: JSONL, one row per finished attempt, appended as attempts finish.
 
-A row is written with one ``write`` of a whole line, then flushed and synced, so a crash loses at most the attempts
-in flight. A line cut short by a crash is dropped when the file is opened again (that attempt simply runs again).
+A row is written with one ``write`` of a whole line, then flushed and synced, so a crash loses at most the
+attempts in flight. A line cut short by a crash is dropped when the file is opened again (that attempt simply
+runs again).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""``scale eval``'s engine: run one method on one data set, attempts concurrently, one results row per attempt.
+"""``scale eval``'s engine: one method on one data set, attempts run concurrently, a results row each.
 
 A run is identified by its data set, method and the settings the method depends on; its rows go to
-``OUT/<dataset>__<method>__<hash of settings>.jsonl``. Running the same command again reads that file and runs only
-the attempts that are not in it yet, so an interrupted run resumes where it stopped.
+``OUT/<dataset>__<method>__<hash of settings>.jsonl``. Running the same command again reads that file and runs
+only the attempts that are not in it yet, so an interrupted run resumes where it stopped.
 
-Attempts per problem: ``samples`` independent attempts (Acc is pass@1 averaged over them), except for a method that
-votes on its samples (``majority``), where ``samples`` is the number of votes inside one attempt.
+Attempts per problem: ``samples`` independent attempts (Acc is pass@1 averaged over them), except for a method
+that votes on its samples (``majority``), where ``samples`` is the number of votes inside one attempt.
 """
 
 from __future__ import annotations
@@ -86,18 +86,31 @@ class EvalRun:
 def run_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool | None = None) -> Row:
     """Run one attempt through the method's graph, grade it and build its results row."""
     start = time.perf_counter()
-    output = run.method.graph().invoke({"problem": problem.problem, "problem_id": problem.id},
-                                       config=run_config(), context=run.context)  # type: ignore[arg-type]
+    output = run.method.graph().invoke(
+        {"problem": problem.problem, "problem_id": problem.id}, config=run_config(), context=run.context
+    )  # type: ignore[arg-type]
     wall = time.perf_counter() - start
     unit_records = units(run.method, output)
     verdict = grade(problem.answer, final_text(run.method, output, unit_records), run.dataset.kind, pool=pool)
     return {
-        "run": run.run_id, "dataset": run.dataset.name, "problem_id": problem.id, "sample": sample,
-        "method": run.method.name, "settings": run.settings(), "problem": problem.problem, "gold": problem.answer,
-        "answer": output.get("answer"), "answer_fallback": output.get("answer_fallback"),
-        "correct": verdict["correct"], "verdict": verdict, "tokens": token_summary(output, unit_records),
-        "unit": run.method.unit, "units": unit_records, "subproblems": output.get("subproblems"),
-        "wall_seconds": round(wall, 3), "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": run.run_id,
+        "dataset": run.dataset.name,
+        "problem_id": problem.id,
+        "sample": sample,
+        "method": run.method.name,
+        "settings": run.settings(),
+        "problem": problem.problem,
+        "gold": problem.answer,
+        "answer": output.get("answer"),
+        "answer_fallback": output.get("answer_fallback"),
+        "correct": verdict["correct"],
+        "verdict": verdict,
+        "tokens": token_summary(output, unit_records),
+        "unit": run.method.unit,
+        "units": unit_records,
+        "subproblems": output.get("subproblems"),
+        "wall_seconds": round(wall, 3),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -115,13 +128,18 @@ class EvalOutcome:
     """Why the run stopped early (the endpoint failed), else None."""
 
 
-def run_eval(run: EvalRun, *, on_row: Callable[[Row], None] | None = None,
-             on_failure: Callable[[str, int, BaseException], None] | None = None,
-             pool: GradingPool | None = None) -> EvalOutcome:
+def run_eval(
+    run: EvalRun,
+    *,
+    on_row: Callable[[Row], None] | None = None,
+    on_failure: Callable[[str, int, BaseException], None] | None = None,
+    pool: GradingPool | None = None,
+) -> EvalOutcome:
     """Run every pending attempt, up to ``run.concurrency`` at a time, appending each row as it finishes.
 
-    An attempt that raises is reported and left for the next run; an :class:`EndpointError` (which the graphs raise
-    only after their transport retries) stops the run, since every other attempt would fail the same way.
+    An attempt that raises is reported and left for the next run; an :class:`EndpointError` (which the graphs
+    raise only after their transport retries) stops the run, since every other attempt would fail the same
+    way.
     """
     pending = run.pending()
     outcome = EvalOutcome(skipped=len(run.attempts()) - len(pending))
@@ -129,21 +147,26 @@ def run_eval(run: EvalRun, *, on_row: Callable[[Row], None] | None = None,
     for item in pending:
         todo.put(item)
     finished: queue.Queue[tuple[Problem, int, Row | None, BaseException | None]] = queue.Queue()
+    stop = threading.Event()
 
     def work() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 problem, sample = todo.get_nowait()
             except queue.Empty:
                 return
             try:
                 finished.put((problem, sample, run_attempt(run, problem, sample, pool), None))
-            except Exception as exc:  # reported per attempt; the run goes on
+            except Exception as exc:  # reported per attempt; the run goes on unless the endpoint failed
+                if isinstance(exc, EndpointError):
+                    stop.set()
                 finished.put((problem, sample, None, exc))
 
     # Daemon threads: an interrupted run exits at once and loses only the attempts in flight.
-    threads = [threading.Thread(target=work, daemon=True, name=f"eval-{i}")
-               for i in range(min(run.concurrency, len(pending)))]
+    threads = [
+        threading.Thread(target=work, daemon=True, name=f"eval-{i}")
+        for i in range(min(run.concurrency, len(pending)))
+    ]
     for thread in threads:
         thread.start()
     with ResultsWriter(run.path) as writer:
@@ -164,13 +187,4 @@ def run_eval(run: EvalRun, *, on_row: Callable[[Row], None] | None = None,
                 on_failure(problem.id, sample, exc)
             if isinstance(exc, EndpointError) and outcome.stopped is None:
                 outcome.stopped = str(exc)
-                _drain(todo)
     return outcome
-
-
-def _drain(todo: queue.Queue[Any]) -> None:
-    while True:
-        try:
-            todo.get_nowait()
-        except queue.Empty:
-            return

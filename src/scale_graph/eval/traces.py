@@ -2,7 +2,8 @@
 
 Each kept attempt becomes one chat-format example: the problem as the user turn, and as the assistant turn the
 chain of sub-problems, each with its solution, then the boxed final answer. Only attempts of the SCALE family
-(``scale``, ``all-fast``, ``all-deep``) have such a chain; with ``correct_only`` only verified-correct ones are kept.
+(``scale``, ``all-fast``, ``all-deep``) have such a chain; with ``correct_only`` only verified-correct ones
+are kept.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ def trace_text(row: Row) -> str:
 def example(row: Row) -> dict[str, Any]:
     """One chat-format training example, with where it came from."""
     return {
-        "messages": [{"role": "system", "content": TRACE_SYSTEM},
-                     {"role": "user", "content": prompts.COT_USER.format(problem=row["problem"])},
-                     {"role": "assistant", "content": trace_text(row)}],
+        "messages": [
+            {"role": "system", "content": TRACE_SYSTEM},
+            {"role": "user", "content": prompts.COT_USER.format(problem=row["problem"])},
+            {"role": "assistant", "content": trace_text(row)},
+        ],
         "meta": {k: row[k] for k in ("run", "dataset", "problem_id", "sample", "method", "gold")},
     }
 

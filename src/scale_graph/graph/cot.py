@@ -19,8 +19,9 @@ from scale_graph.state import InputState, SamplingOutput, SamplingState
 
 def build_cot_graph() -> StateGraph:
     """The uncompiled ``cot`` builder."""
-    builder = StateGraph(SamplingState, context_schema=Context, input_schema=InputState,
-                         output_schema=SamplingOutput)
+    builder = StateGraph(
+        SamplingState, context_schema=Context, input_schema=InputState, output_schema=SamplingOutput
+    )
     builder.add_node("sample", sample, retry_policy=TRANSPORT_RETRY)
     builder.add_node("vote", vote)
     builder.add_edge(START, "sample")

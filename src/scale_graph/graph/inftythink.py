@@ -19,8 +19,9 @@ from scale_graph.state import InftyThinkOutput, InftyThinkState, InputState
 
 def build_inftythink_graph() -> StateGraph:
     """The uncompiled ``inftythink`` builder."""
-    builder = StateGraph(InftyThinkState, context_schema=Context, input_schema=InputState,
-                         output_schema=InftyThinkOutput)
+    builder = StateGraph(
+        InftyThinkState, context_schema=Context, input_schema=InputState, output_schema=InftyThinkOutput
+    )
     builder.add_node("think", think, retry_policy=TRANSPORT_RETRY)
     builder.add_node("summarize", summarize, retry_policy=TRANSPORT_RETRY)
     builder.add_node("conclude", conclude)

@@ -20,8 +20,9 @@ from scale_graph.state import InputState, SamplingOutput, SamplingState
 
 def build_majority_graph() -> StateGraph:
     """The uncompiled ``majority`` builder."""
-    builder = StateGraph(SamplingState, context_schema=Context, input_schema=InputState,
-                         output_schema=SamplingOutput)
+    builder = StateGraph(
+        SamplingState, context_schema=Context, input_schema=InputState, output_schema=SamplingOutput
+    )
     builder.add_node("sample", sample, retry_policy=TRANSPORT_RETRY)
     builder.add_node("vote", vote)
     builder.add_conditional_edges(START, plan_samples, ["sample"])

@@ -1,8 +1,8 @@
 """Every method by name: its compiled graph, the Context it runs with, and what its "unit" of work is.
 
 ``all-fast`` and ``all-deep`` are the SCALE graph with the threshold forced: τ = 1 sends every sub-problem to
-System 1 (d ≤ 1 always), τ = -1 sends every one to System 2 (d ≥ 0 > τ). Everything else in their Context is the
-caller's. The evaluation harness and the CLI look methods up here.
+System 1 (d ≤ 1 always), τ = -1 sends every one to System 2 (d ≥ 0 > τ). Everything else in their Context is
+the caller's. The evaluation harness and the CLI look methods up here.
 """
 
 from __future__ import annotations
@@ -47,22 +47,67 @@ class Method:
 
 
 _MODEL = ("model", "system2_model", "preset", "temperature", "top_p")
-_SCALE = (*_MODEL, "threshold", "candidates", "assess", "system1_max_tokens", "system2_max_tokens",
-          "control_max_tokens", "max_subproblems")
+_SCALE = (
+    *_MODEL,
+    "threshold",
+    "candidates",
+    "assess",
+    "system1_max_tokens",
+    "system2_max_tokens",
+    "control_max_tokens",
+    "max_subproblems",
+)
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("scale", "SCALE: decompose, assess, route each sub-problem by d > τ", "scale", "sub-problem", _SCALE),
-    Method("cot", "one System 2 call with the zero-shot chain-of-thought prompt", "cot", "sample",
-           (*_MODEL, "system2_max_tokens")),
-    Method("majority", "n System 2 samples, vote by mathematical equivalence", "majority", "sample",
-           (*_MODEL, "system2_max_tokens", "samples"), votes_on_samples=True),
-    Method("inftythink", "bounded reasoning rounds joined by summaries (training-free)", "inftythink", "round",
-           (*_MODEL, "rounds", "round_max_tokens", "control_max_tokens")),
-    Method("all-fast", "SCALE with every sub-problem on System 1 (τ = 1)", "scale", "sub-problem", _SCALE,
-           {"threshold": 1.0}),
-    Method("all-deep", "SCALE with every sub-problem on System 2 (τ = -1)", "scale", "sub-problem", _SCALE,
-           {"threshold": -1.0}),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "scale",
+            "SCALE: decompose, assess, route each sub-problem by d > τ",
+            "scale",
+            "sub-problem",
+            _SCALE,
+        ),
+        Method(
+            "cot",
+            "one System 2 call with the zero-shot chain-of-thought prompt",
+            "cot",
+            "sample",
+            (*_MODEL, "system2_max_tokens"),
+        ),
+        Method(
+            "majority",
+            "n System 2 samples, vote by mathematical equivalence",
+            "majority",
+            "sample",
+            (*_MODEL, "system2_max_tokens", "samples"),
+            votes_on_samples=True,
+        ),
+        Method(
+            "inftythink",
+            "bounded reasoning rounds joined by summaries (training-free)",
+            "inftythink",
+            "round",
+            (*_MODEL, "rounds", "round_max_tokens", "control_max_tokens"),
+        ),
+        Method(
+            "all-fast",
+            "SCALE with every sub-problem on System 1 (τ = 1)",
+            "scale",
+            "sub-problem",
+            _SCALE,
+            {"threshold": 1.0},
+        ),
+        Method(
+            "all-deep",
+            "SCALE with every sub-problem on System 2 (τ = -1)",
+            "scale",
+            "sub-problem",
+            _SCALE,
+            {"threshold": -1.0},
+        ),
+    ]
+}
 
 
 def get_method(name: str) -> Method:

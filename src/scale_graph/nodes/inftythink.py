@@ -3,8 +3,8 @@
 Round r sees the problem and the latest summary (none in round 0) and reasons with a budget of
 ``Context.round_max_tokens`` on the System 2 profile. A round that boxes an answer ends the run; otherwise a
 control-profile call summarizes the progress, and the next round starts from that summary alone, so no prompt
-grows with the length of the reasoning. After ``Context.rounds`` rounds the run ends with whatever the last round
-gave.
+grows with the length of the reasoning. After ``Context.rounds`` rounds the run ends with whatever the last
+round gave.
 """
 
 from __future__ import annotations
@@ -38,12 +38,23 @@ def think(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
     index = len(state.get("rounds", []))
     summaries = state.get("summaries", [])
     user = round_prompt(problem, summaries[-1]["text"] if summaries else None, index, ctx.rounds)
-    reply = call_model(profile, messages_for(profile, prompts.INFTY_SYSTEM, user), run_name="think",
-                       tags=["solve", "inftythink"], metadata={"stage": "solve", "round": index})
-    result = Round(index=index, text=reply.content, reasoning=reply.reasoning,
-                   answer=extract_boxed(reply.content), prompt_tokens=reply.prompt_tokens,
-                   completion_tokens=reply.completion_tokens, latency=round(reply.latency, 3),
-                   finish_reason=reply.finish_reason)
+    reply = call_model(
+        profile,
+        messages_for(profile, prompts.INFTY_SYSTEM, user),
+        run_name="think",
+        tags=["solve", "inftythink"],
+        metadata={"stage": "solve", "round": index},
+    )
+    result = Round(
+        index=index,
+        text=reply.content,
+        reasoning=reply.reasoning,
+        answer=extract_boxed(reply.content),
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        latency=round(reply.latency, 3),
+        finish_reason=reply.finish_reason,
+    )
     emit(runtime, "round", index=index, answer=result["answer"], completion_tokens=reply.completion_tokens)
     return {"rounds": [result], "usage": {"solve": reply.usage()}}
 
@@ -66,9 +77,16 @@ def summarize(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, An
     previous = prompts.INFTY_PREVIOUS.format(summary=summaries[-1]["text"]) if summaries else ""
     reasoning = "\n".join(part for part in (last["reasoning"], last["text"]) if part)
     user = prompts.INFTY_SUMMARY_USER.format(problem=state["problem"], previous=previous, reasoning=reasoning)
-    reply = call_model(profile, messages_for(profile, prompts.INFTY_SUMMARY_SYSTEM, user), run_name="summarize",
-                       tags=["summarize", "inftythink"], metadata={"stage": "summarize", "round": last["index"]})
-    summary = Summary(index=last["index"], text=reply.content.strip(), completion_tokens=reply.completion_tokens)
+    reply = call_model(
+        profile,
+        messages_for(profile, prompts.INFTY_SUMMARY_SYSTEM, user),
+        run_name="summarize",
+        tags=["summarize", "inftythink"],
+        metadata={"stage": "summarize", "round": last["index"]},
+    )
+    summary = Summary(
+        index=last["index"], text=reply.content.strip(), completion_tokens=reply.completion_tokens
+    )
     return {"summaries": [summary], "usage": {"summarize": reply.usage()}}
 
 

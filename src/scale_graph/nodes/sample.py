@@ -26,7 +26,7 @@ def plan_samples(state: InputState, runtime: Runtime[Context]) -> list[Send]:
 
 
 def sample(task: SampleTask | InputState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """One System 2 call with the zero-shot CoT prompt; the answer is its last ``\\boxed{}``.
+    r"""One System 2 call with the zero-shot CoT prompt; the answer is its last ``\boxed{}``.
 
     Takes a ``Send`` payload (``majority``) or the graph input itself (``cot``: sample 0).
     """
@@ -40,9 +40,15 @@ def sample(task: SampleTask | InputState, runtime: Runtime[Context]) -> dict[str
         tags=["solve", "cot"],
         metadata={"stage": "solve", "sample": index},
     )
-    result = Sample(index=index, solution=reply.content, reasoning=reply.reasoning,
-                    answer=extract_boxed(reply.content), prompt_tokens=reply.prompt_tokens,
-                    completion_tokens=reply.completion_tokens, latency=round(reply.latency, 3),
-                    finish_reason=reply.finish_reason)
+    result = Sample(
+        index=index,
+        solution=reply.content,
+        reasoning=reply.reasoning,
+        answer=extract_boxed(reply.content),
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        latency=round(reply.latency, 3),
+        finish_reason=reply.finish_reason,
+    )
     emit(runtime, "sampled", index=index, answer=result["answer"], completion_tokens=reply.completion_tokens)
     return {"samples": [result], "usage": {"solve": reply.usage()}}

@@ -1,8 +1,8 @@
-"""Baselines ``cot`` and ``majority``: the answer is the one given by the most samples.
+r"""Baselines ``cot`` and ``majority``: the answer is the one given by the most samples.
 
-Answers are grouped by mathematical equivalence (the grader's math-verify check, so ``\\frac12`` and ``0.5`` are
-one vote), not by string equality. A tie goes to the group whose earliest sample came first. With one sample
-(``cot``) its answer is taken as is, with no check at all.
+Answers are grouped by mathematical equivalence (the grader's math-verify check, so ``\frac12`` and ``0.5``
+are one vote), not by string equality. A tie goes to the group whose earliest sample came first. With one
+sample (``cot``) its answer is taken as is, with no check at all.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from scale_graph.state import SamplingState, Vote
 
 
 def vote(state: SamplingState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Group the samples' answers, pick the largest group; no sample boxed an answer → None with the reason."""
+    """Group the samples' answers and pick the largest group (none boxed an answer: None, with the reason)."""
     samples = sorted(state.get("samples", []), key=lambda s: s["index"])
     groups = group_answers([s["answer"] for s in samples])
-    votes = [Vote(answer=g.answer, samples=[samples[m]["index"] for m in g.members])
-             for g in sorted(groups, key=lambda g: (-len(g.members), g.members[0]))]
+    votes = [
+        Vote(answer=g.answer, samples=[samples[m]["index"] for m in g.members])
+        for g in sorted(groups, key=lambda g: (-len(g.members), g.members[0]))
+    ]
     winner = majority(groups)
     answer = winner.answer if winner else None
     fallback = None if answer is not None else NO_BOXED_ANSWER
