@@ -15,7 +15,8 @@ import pytest
 from conftest import fake_context
 from scale_graph.cli import main
 from scale_graph.eval.datasets import load_dataset
-from scale_graph.eval.results import read_rows
+from scale_graph.eval.metrics import compute_all
+from scale_graph.eval.results import read_dirs, read_rows
 from scale_graph.eval.runner import EvalRun, run_eval
 from scale_graph.graph.methods import get_method
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, user_text
@@ -241,3 +242,19 @@ def test_sweep_needs_values(tmp_path, capsys):
     assert "--thresholds" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sweep", "--dataset", "gsm8k_dev", "--thresholds", "a,b", "--out", str(tmp_path)])
+
+
+def test_sweep_runs_each_point_and_plots(tmp_path):
+    out = tmp_path / "sweep"
+    with FakeOpenAIServer(scale_script) as server:  # difficulties 0.1 and 0.9
+        common = ["--dataset", "gsm8k_dev", "--limit", "2", "--out", str(out), "--base-url", server.base_url,
+                  "--candidates", "1", "--quiet"]
+        assert main(["sweep", "--thresholds", "0.0,0.5,1", *common]) == 0
+        assert main(["sweep", "--deep-max-tokens", "64,128", "--threshold", "0.5", *common]) == 0
+    metrics = {(m.settings["threshold"], m.settings["system2_max_tokens"]): m
+               for m in compute_all(read_dirs([out]))}
+    assert set(metrics) == {(0.0, 2048), (0.5, 2048), (1.0, 2048), (0.5, 64), (0.5, 128)}
+    assert [metrics[(t, 2048)].hard for t in (0.0, 0.5, 1.0)] == [1.0, 0.5, 0.0]
+    assert all(m.problems == 2 for m in metrics.values())
+    for plot in ("tau_sweep.png", "budget_sweep.png", "accuracy_vs_tokens.png", "report.md"):
+        assert (out / plot).stat().st_size > 0

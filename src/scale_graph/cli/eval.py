@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,6 +145,20 @@ def run_with_progress(
         return run_eval(run, on_row=on_row, on_failure=on_failure, pool=pool)
 
 
+def interruptible[T](work: Callable[[], T], console: Console) -> T:
+    """Run ``work``; on Ctrl-C exit at once with status 130.
+
+    Every finished attempt is already on disk. Leaving through the normal clean-up would wait for the embedded
+    model to finish the generations in flight, which can take minutes on a CPU.
+    """
+    try:
+        return work()
+    except KeyboardInterrupt:
+        console.print("interrupted: finished attempts are saved; run the same command again to resume",
+                      highlight=False)
+        os._exit(130)
+
+
 def report_outcome(outcome: EvalOutcome, run: EvalRun, console: Console) -> int:
     """Print what happened; the exit code (1 when attempts failed or the run stopped early)."""
     console.print(
@@ -195,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 concurrency=args.concurrency,
             )
-            outcome = run_with_progress(job, console, pool, quiet=args.quiet)
+            outcome = interruptible(lambda: run_with_progress(job, console, pool, quiet=args.quiet), console)
     except (EndpointError, LocalModelError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_FAILED

@@ -18,6 +18,7 @@ from scale_graph.cli.eval import (
     EXIT_OK,
     EXIT_USAGE,
     add_eval_options,
+    interruptible,
     live_context,
     load,
     report_outcome,
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                     limit=args.limit,
                     concurrency=args.concurrency,
                 )
-                outcome = run_with_progress(job, console, pool, quiet=args.quiet)
+                outcome = interruptible(lambda j=job: run_with_progress(j, console, pool, quiet=args.quiet),
+                                        console)
                 code = max(code, report_outcome(outcome, job, console))
                 if outcome.stopped:
                     return EXIT_FAILED

@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from scale_graph.eval.metrics import RunMetrics
+
+SCALE_FAMILY = ("scale", "all-fast", "all-deep")
 
 COLUMNS = ("dataset", "method", "n", "Acc %", "Tok", "Tpi", "Hard %", "prompt tok", "calls", "s/attempt")
 """The table's columns: n is problems × attempts; Tok, prompt tok, calls and seconds are per attempt."""
@@ -118,9 +121,12 @@ def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path |
 
 
 def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
-    """SCALE's Acc, Tok and Hard% against τ, one line per data set and System 2 budget."""
+    """SCALE's Acc, Tok and Hard% against τ, one line per data set and System 2 budget.
+
+    ``all-fast`` and ``all-deep`` are SCALE at τ = 1 and τ = -1, so they are points of the same lines.
+    """
     series = _series(
-        (m for m in metrics if m.method == "scale"),
+        (m for m in metrics if m.method in SCALE_FAMILY),
         key="threshold",
         name=lambda m: f"{m.dataset} S2={m.settings.get('system2_max_tokens')}",
     )
@@ -137,6 +143,7 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
         for name, points in series.items():
             ax.plot([x for x, _ in points], [value(m) for _, m in points], marker="o", label=name)
         ax.set(xlabel="threshold τ", ylabel=ylabel)
+        _percent_axis(ax, ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("SCALE τ sweep")
@@ -165,12 +172,19 @@ def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
         for name, points in series.items():
             ax.plot([x for x, _ in points], [value(m) for _, m in points], marker="o", label=name)
         ax.set(xlabel="System 2 budget (max completion tokens)", ylabel=ylabel, xscale="log")
+        _percent_axis(ax, ylabel)
         ax.set_xticks(sorted({x for pts in series.values() for x, _ in pts}))
         ax.get_xaxis().set_major_formatter("{x:.0f}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("System 2 budget sweep (System 1 budget fixed)")
     return _save(fig, plt, path)
+
+
+def _percent_axis(ax: Any, ylabel: str) -> None:
+    """A percentage panel always spans 0-100, so runs of different sweeps compare at a glance."""
+    if "%" in ylabel:
+        ax.set_ylim(-5, 105)
 
 
 def _series(
