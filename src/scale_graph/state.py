@@ -244,22 +244,9 @@ class SamplingOutput(TypedDict):
     """Model usage per stage (``solve``)."""
 
 
-class Round(TypedDict):
-    """One InftyThink round: a bounded stretch of reasoning, then (unless it answered) a summary of it."""
-
-    index: int
-    """Round number (0-based)."""
-    text: str
-    """The round's reasoning as returned (visible reply)."""
-    reasoning: str | None
-    """Separate reasoning text, when the backend returns one."""
-    answer: str | None
-    """The contents of the round's last ``\\boxed{}``, or None."""
-    prompt_tokens: int
-    completion_tokens: int
-    """Completion tokens of the reasoning call (the summary's are in ``Summary``)."""
-    latency: float
-    finish_reason: str | None
+class Round(Sample):
+    """One InftyThink round: a bounded stretch of reasoning (``index`` is the round, 0-based); unless it boxed
+    an answer, a :class:`Summary` of it follows."""
 
 
 class Summary(TypedDict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scale_graph.eval.metrics import RunMetrics, compute_all
 from scale_graph.eval.report import COLUMNS, stage_rows, table_rows, write_report
-from scale_graph.eval.results import read_dirs
+from scale_graph.eval.results import Row, read_dirs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,20 +47,31 @@ def render(metrics: Sequence[RunMetrics], console: Console) -> None:
     console.print(split)
 
 
+def over_results[T](dirs: Sequence[Path], use: Callable[[list[Row]], T], console: Console) -> T | None:
+    """``use`` applied to every results row in ``dirs``, or None after printing why it cannot be.
+
+    That is a missing directory, no rows at all, or a file that is not a results file.
+    """
+    missing = [d for d in dirs if not d.exists()]
+    if missing:
+        console.print(f"[red]error:[/] no such directory: {', '.join(map(str, missing))}", highlight=False)
+        return None
+    try:
+        rows = list(read_dirs(dirs))
+        if rows:
+            return use(rows)
+    except (ValueError, KeyError, TypeError) as exc:
+        console.print(f"[red]error:[/] not a results file: {exc}", highlight=False)
+        return None
+    console.print(f"[red]error:[/] no results in {', '.join(map(str, dirs))}", highlight=False)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``scale report``."""
     err = Console(stderr=True)
-    missing = [d for d in args.dirs if not d.exists()]
-    if missing:
-        err.print(f"[red]error:[/] no such directory: {', '.join(map(str, missing))}", highlight=False)
-        return 2
-    try:
-        metrics = compute_all(read_dirs(args.dirs))
-    except (ValueError, KeyError) as exc:
-        err.print(f"[red]error:[/] not a results file: {exc}", highlight=False)
-        return 2
-    if not metrics:
-        err.print(f"[red]error:[/] no results in {', '.join(map(str, args.dirs))}", highlight=False)
+    metrics = over_results(args.dirs, compute_all, err)
+    if metrics is None:
         return 2
     # Piped output gets a wide table rather than rich's default 80 columns.
     render(metrics, Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from scale_graph.eval.results import read_dirs
+from scale_graph.cli.report import over_results
 from scale_graph.eval.traces import write_traces
 
 
@@ -28,15 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``scale traces``."""
     console = Console(stderr=True)
-    missing = [d for d in args.dirs if not d.exists()]
-    if missing:
-        console.print(f"[red]error:[/] no such directory: {', '.join(map(str, missing))}", highlight=False)
+    outcome = over_results(
+        args.dirs, lambda rows: write_traces(rows, args.out, correct_only=args.correct_only), console
+    )
+    if outcome is None:
         return 2
-    try:
-        kept, dropped = write_traces(read_dirs(args.dirs), args.out, correct_only=args.correct_only)
-    except (ValueError, KeyError) as exc:
-        console.print(f"[red]error:[/] not a results file: {exc}", highlight=False)
-        return 2
+    kept, dropped = outcome
     reasons = ", ".join(f"{n} {why}" for why, n in dropped.most_common()) or "none"
     console.print(
         f"kept {kept} examples in {args.out}; dropped {sum(dropped.values())} ({reasons})", highlight=False

@@ -51,7 +51,7 @@ def units(method: Method, output: Output) -> list[dict[str, Any]]:
         {
             "index": r["index"],
             "mode": "system2",
-            "solution": r["text"],
+            "solution": r["solution"],
             "reasoning": r["reasoning"],
             "answer": r["answer"],
             "summary": summaries.get(r["index"], {}).get("text"),

@@ -16,10 +16,10 @@ from langgraph.runtime import Runtime
 
 from scale_graph import prompts
 from scale_graph.context import Context, check_problem
-from scale_graph.grading import extract_boxed
 from scale_graph.models import call_model, messages_for
 from scale_graph.nodes._runtime import context_of, emit, profiles_of
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
+from scale_graph.nodes.sample import reply_record
 from scale_graph.state import InftyThinkState, Round, Summary
 
 
@@ -45,16 +45,7 @@ def think(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
         tags=["solve", "inftythink"],
         metadata={"stage": "solve", "round": index},
     )
-    result = Round(
-        index=index,
-        text=reply.content,
-        reasoning=reply.reasoning,
-        answer=extract_boxed(reply.content),
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-        latency=round(reply.latency, 3),
-        finish_reason=reply.finish_reason,
-    )
+    result = Round(**reply_record(index, reply))
     emit(runtime, "round", index=index, answer=result["answer"], completion_tokens=reply.completion_tokens)
     return {"rounds": [result], "usage": {"solve": reply.usage()}}
 
@@ -75,7 +66,7 @@ def summarize(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, An
     last = state["rounds"][-1]
     summaries = state.get("summaries", [])
     previous = prompts.INFTY_PREVIOUS.format(summary=summaries[-1]["text"]) if summaries else ""
-    reasoning = "\n".join(part for part in (last["reasoning"], last["text"]) if part)
+    reasoning = "\n".join(part for part in (last["reasoning"], last["solution"]) if part)
     user = prompts.INFTY_SUMMARY_USER.format(problem=state["problem"], previous=previous, reasoning=reasoning)
     reply = call_model(
         profile,

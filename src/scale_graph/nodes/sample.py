@@ -13,9 +13,23 @@ from langgraph.types import Send
 from scale_graph import prompts
 from scale_graph.context import Context, check_problem
 from scale_graph.grading import extract_boxed
-from scale_graph.models import call_model, messages_for
+from scale_graph.models import ModelReply, call_model, messages_for
 from scale_graph.nodes._runtime import context_of, emit, profiles_of
 from scale_graph.state import InputState, Sample, SampleTask
+
+
+def reply_record(index: int, reply: ModelReply) -> Sample:
+    r"""One reply as a record: its text, its last ``\boxed{}`` (or None) and its cost."""
+    return Sample(
+        index=index,
+        solution=reply.content,
+        reasoning=reply.reasoning,
+        answer=extract_boxed(reply.content),
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        latency=round(reply.latency, 3),
+        finish_reason=reply.finish_reason,
+    )
 
 
 def plan_samples(state: InputState, runtime: Runtime[Context]) -> list[Send]:
@@ -40,15 +54,6 @@ def sample(task: SampleTask | InputState, runtime: Runtime[Context]) -> dict[str
         tags=["solve", "cot"],
         metadata={"stage": "solve", "sample": index},
     )
-    result = Sample(
-        index=index,
-        solution=reply.content,
-        reasoning=reply.reasoning,
-        answer=extract_boxed(reply.content),
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-        latency=round(reply.latency, 3),
-        finish_reason=reply.finish_reason,
-    )
+    result = reply_record(index, reply)
     emit(runtime, "sampled", index=index, answer=result["answer"], completion_tokens=reply.completion_tokens)
     return {"samples": [result], "usage": {"solve": reply.usage()}}
