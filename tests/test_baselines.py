@@ -117,3 +117,19 @@ def test_every_method_is_registered_with_a_graph():
 
 def test_stage_of_recognises_the_cot_prompt():
     assert stage_of({"messages": [{"role": "system", "content": prompts.COT_SYSTEM}]}) == "system2"
+
+
+def test_langgraph_json_exposes_every_graph():
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    graphs = json.loads((root / "langgraph.json").read_text())["graphs"]
+    assert set(graphs) == {"scale", "cot", "majority", "inftythink"}
+    for name, target in graphs.items():
+        path, attr = target.split(":")
+        module = path.removeprefix("./src/").removesuffix(".py").replace("/", ".")
+        assert importlib.util.find_spec(module) is not None
+        compiled = getattr(importlib.import_module(module), attr)
+        assert compiled.name == name
