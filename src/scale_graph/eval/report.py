@@ -142,7 +142,7 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     for ax, (ylabel, value) in zip(axes, panels, strict=True):
         for name, points in series.items():
             ax.plot([x for x, _ in points], [value(m) for _, m in points], marker="o", label=name)
-        ax.set(xlabel="threshold τ", ylabel=ylabel)
+        ax.set(xlabel="threshold τ", ylabel=ylabel, xlim=_tau_limits(series))
         _percent_axis(ax, ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -179,6 +179,12 @@ def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     axes[0].legend(fontsize=8)
     fig.suptitle("System 2 budget sweep (System 1 budget fixed)")
     return _save(fig, plt, path)
+
+
+def _tau_limits(series: dict[str, list[tuple[float, RunMetrics]]]) -> tuple[float, float]:
+    """The τ axis spans at least [0, 1] (its meaningful range), so even one point reads well."""
+    taus = [x for points in series.values() for x, _ in points]
+    return min(-0.05, min(taus) - 0.05), max(1.05, max(taus) + 0.05)
 
 
 def _percent_axis(ax: Any, ylabel: str) -> None:
