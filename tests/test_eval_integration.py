@@ -23,6 +23,7 @@ TINY = Context(
     base_url=None,
     model=None,
     candidates=1,
+    max_subproblems=3,
     samples=2,
     rounds=2,
     round_max_tokens=48,

@@ -1,7 +1,7 @@
 """A JSON reply cut off by its budget is a content fault (retried, then the stage's fallback), not a crash.
 
-The OpenAI client raises ``LengthFinishReasonError`` for a structured-output reply with ``finish_reason=length``;
-this goes through the real HTTP client against the fake server, as the embedded model does.
+The OpenAI client raises ``LengthFinishReasonError`` for a structured-output reply cut by ``length``; this
+test goes through the real HTTP client against the fake server, as the embedded model does.
 """
 
 from __future__ import annotations
