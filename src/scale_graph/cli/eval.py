@@ -43,6 +43,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def add_eval_options(p: argparse.ArgumentParser) -> None:
     """The options ``scale eval`` and ``scale sweep`` share."""
     p.add_argument(
@@ -73,7 +84,7 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="results directory (one JSONL file per run)")
     p.add_argument(
         "--grade-timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT,
         help=f"seconds one grading check may take before it counts as wrong (default {DEFAULT_TIMEOUT:g})",
     )
