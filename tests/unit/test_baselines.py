@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from conftest import fake_context
 from scale_graph import prompts
 from scale_graph.graph.methods import METHODS, get_method
 from scale_graph.testing import Reply, scale_script, stage_of, user_text
+from tests.conftest import fake_context
 
 
 def run(method: str, **ctx):
@@ -124,7 +124,7 @@ def test_langgraph_json_exposes_every_graph():
     import json
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     graphs = json.loads((root / "langgraph.json").read_text())["graphs"]
     assert set(graphs) == {"scale", "cot", "majority", "inftythink"}
     for name, target in graphs.items():

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fake_context
 from scale_graph.cli import main
 from scale_graph.eval.datasets import load_dataset
 from scale_graph.eval.metrics import compute_all
@@ -20,6 +19,7 @@ from scale_graph.eval.results import read_dirs, read_rows
 from scale_graph.eval.runner import EvalRun, run_eval
 from scale_graph.graph.methods import get_method
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, user_text
+from tests.conftest import fake_context
 
 
 def write_dataset(path: Path, n: int) -> Path:
