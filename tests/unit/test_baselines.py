@@ -9,7 +9,7 @@ import pytest
 
 from scale_graph import prompts
 from scale_graph.graph.methods import METHODS, get_method
-from scale_graph.testing import Reply, scale_script, stage_of, user_text
+from scale_graph.testing import Reply, scale_script, user_text
 from tests.conftest import fake_context
 
 
@@ -49,7 +49,7 @@ def test_majority_draws_n_samples_and_votes_by_equivalence(fake_models):
 
     fakes = fake_models(script)
     out = run("majority", samples=5)
-    assert fakes.stages() == ["system2"] * 5
+    assert [b["messages"][0]["content"] for b in fakes.calls] == [prompts.COT_SYSTEM] * 5
     assert sorted(s["index"] for s in out["samples"]) == [0, 1, 2, 3, 4]
     # the three spellings of 1/2 are one group of 3; which spelling stands for it depends on sample order
     assert out["answer"] in {"\\frac{1}{2}", "0.5", "\\dfrac{1}{2}"}
@@ -113,10 +113,6 @@ def test_every_method_is_registered_with_a_graph():
         assert method.graph() is not None
     with pytest.raises(KeyError, match="unknown method 'best'"):
         get_method("best")
-
-
-def test_stage_of_recognises_the_cot_prompt():
-    assert stage_of({"messages": [{"role": "system", "content": prompts.COT_SYSTEM}]}) == "system2"
 
 
 def test_langgraph_json_exposes_every_graph():
