@@ -83,8 +83,10 @@ class SolveResult:
 
 @contextmanager
 def endpoint(context: Context, *, model_path: str | None = None,
-             progress: Callable[[str], None] | None = None) -> Iterator[Context]:
+             progress: Callable[[str], None] | None = None, slots: int | None = None) -> Iterator[Context]:
     """``context`` with a live endpoint: as given, or the embedded model started for the block and stopped after.
+
+    ``slots``: the embedded model decodes at least this many requests at once (default: its own default).
 
     Fails fast with :class:`~scale_graph.models.EndpointError` (naming the URL) when a configured endpoint does
     not answer.
@@ -95,9 +97,10 @@ def endpoint(context: Context, *, model_path: str | None = None,
         models.check_endpoint(context.base_url, context.api_key)
         yield context
         return
-    from scale_graph.local import EmbeddedServer
+    from scale_graph.local import EmbeddedServer, ServerSettings
 
-    with EmbeddedServer(model_path, progress=progress) as server:
+    settings = ServerSettings(slots=max(slots, ServerSettings.slots)) if slots else None
+    with EmbeddedServer(model_path, settings, progress=progress) as server:
         yield replace(context, base_url=server.base_url,
                       max_concurrent_requests=context.max_concurrent_requests or server.settings.slots)
 

@@ -138,6 +138,21 @@ class Context:
         metadata={"description": "Client-side cap on requests in flight to one endpoint from this process; match "
                   "it to the server's parallel slots. Empty: no cap (the embedded model sets its slot count)."},
     )
+    samples: int = field(
+        default=4,
+        metadata={"description": "majority baseline: System 2 samples drawn concurrently and voted on "
+                  "(answers grouped by mathematical equivalence)."},
+    )
+    rounds: int = field(
+        default=4,
+        metadata={"description": "inftythink baseline: the most reasoning rounds (each ends with a summary the "
+                  "next round starts from); it stops earlier at a boxed answer."},
+    )
+    round_max_tokens: int = field(
+        default=1024,
+        metadata={"description": "inftythink baseline: completion-token budget of one reasoning round (its "
+                  "summary has control_max_tokens)."},
+    )
     request_timeout: float = field(
         default=600.0,
         metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s)."},

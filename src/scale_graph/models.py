@@ -289,6 +289,10 @@ def call_model(
         start = time.perf_counter()
         try:
             msg = llm.invoke(list(messages), config=config, **kwargs)  # type: ignore[arg-type]
+        except openai.LengthFinishReasonError as exc:
+            # A structured reply cut off by the budget is unusable content, not a transport fault: hand back what
+            # came, so the stage's bounded content retries and then its fallback apply.
+            return reply_from_completion(exc.completion, time.perf_counter() - start)
         except openai.APIError as exc:
             raise _endpoint_error(profile, exc) from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -315,6 +319,22 @@ def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:
         cached_tokens=int(details.get("cache_read") or 0),
         latency=latency,
         finish_reason=msg.response_metadata.get("finish_reason"),
+    )
+
+
+def reply_from_completion(completion: Any, latency: float) -> ModelReply:
+    """A :class:`ModelReply` from a raw OpenAI ``ChatCompletion`` (used when the client refused to parse it)."""
+    choice = completion.choices[0] if completion.choices else None
+    usage = completion.usage
+    details = getattr(usage, "prompt_tokens_details", None)
+    return ModelReply(
+        content=(choice.message.content if choice else None) or "",
+        reasoning=None,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=(details.cached_tokens or 0) if details else 0,
+        latency=latency,
+        finish_reason=choice.finish_reason if choice else "length",
     )
 
 

@@ -76,3 +76,42 @@ SOLVE_CURRENT_LAST = (
 
 FINAL_ASK = " Then state the final answer to the original problem."
 """Appended to a decomposition's last sub-problem when it does not ask for the final answer."""
+
+# --- baselines ---------------------------------------------------------------------------------------------------
+
+COT_SYSTEM = (
+    "You are a careful mathematician. Solve the problem by reasoning step by step. Put the final answer "
+    "in \\boxed{...}."
+)
+"""Zero-shot chain of thought: the ``cot`` and ``majority`` baselines (System 2 budget)."""
+
+COT_USER = "Problem:\n{problem}"
+
+INFTY_SYSTEM = (
+    "You are a careful mathematician. Reason step by step toward the answer of the problem. When you reach "
+    "the final answer, write it as \\boxed{...}."
+)
+"""InftyThink (training-free): one bounded reasoning round."""
+
+INFTY_FIRST = "Problem:\n{problem}"
+
+INFTY_NEXT = """Problem:
+{problem}
+
+Summary of your reasoning so far (round {round} of at most {rounds}):
+{summary}
+
+Continue the reasoning from this summary."""
+
+INFTY_SUMMARY_SYSTEM = "You summarize mathematical reasoning so that it can be continued later."
+
+INFTY_SUMMARY_USER = """Problem:
+{problem}
+
+{previous}Latest reasoning:
+{reasoning}
+
+Summarize the progress so far in a few sentences: the facts and intermediate results established, and what \
+remains to be done. Do not solve the rest of the problem."""
+
+INFTY_PREVIOUS = "Summary of the earlier reasoning:\n{summary}\n\n"

@@ -1,0 +1,111 @@
+"""``scale sweep``: one eval per threshold τ and/or System 2 budget into one directory, then the sweep plots.
+
+``--thresholds 0.2,0.5,0.8`` sweeps τ; ``--deep-max-tokens 1024,2048,4096`` sweeps the System 2 budget with
+System 1's fixed (the paper's Figure 2). Given both, every pair runs. Each point is an ordinary resumable run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+from collections.abc import Callable
+
+from rich.console import Console
+
+from scale_graph.cli.eval import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_eval_options,
+    interruptible,
+    live_context,
+    load,
+    report_outcome,
+    run_with_progress,
+)
+from scale_graph.eval.metrics import compute_all
+from scale_graph.eval.report import write_report
+from scale_graph.eval.results import read_dirs
+from scale_graph.eval.runner import EvalRun
+from scale_graph.grading import GradingPool
+from scale_graph.graph.methods import get_method
+from scale_graph.local import LocalModelError
+from scale_graph.models import EndpointError
+
+
+def number_list[T](convert: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """Argparse type: a comma-separated list of numbers."""
+
+    def parse(text: str) -> list[T]:
+        try:
+            values = [convert(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one number")
+        return values
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``scale sweep``."""
+    p = sub.add_parser(
+        "sweep",
+        help="τ sweep or System 2 budget sweep, with plots",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument("--thresholds", type=number_list(float), help="τ values, e.g. 0.2,0.5,0.8")
+    p.add_argument(
+        "--deep-max-tokens",
+        dest="deep_max_tokens",
+        type=number_list(int),
+        help="System 2 budgets, e.g. 1024,2048,4096",
+    )
+    add_eval_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``scale sweep``."""
+    console = Console(stderr=True)
+    if not args.thresholds and not args.deep_max_tokens:
+        console.print("[red]error:[/] give --thresholds and/or --deep-max-tokens", highlight=False)
+        return EXIT_USAGE
+    if args.deep_max_tokens and min(args.deep_max_tokens) < 1:
+        console.print("[red]error:[/] --deep-max-tokens values must be at least 1", highlight=False)
+        return EXIT_USAGE
+    dataset = load(args, console)
+    if dataset is None:
+        return EXIT_USAGE
+    points = list(itertools.product(args.thresholds or [None], args.deep_max_tokens or [None]))
+    code = EXIT_OK
+    try:
+        with live_context(args, console) as base, GradingPool(timeout=args.grade_timeout) as pool:
+            for threshold, budget in points:
+                changes = {
+                    k: v
+                    for k, v in (("threshold", threshold), ("system2_max_tokens", budget))
+                    if v is not None
+                }
+                job = EvalRun(
+                    dataset=dataset,
+                    method=get_method(args.method),
+                    context=dataclasses.replace(base, **changes),
+                    out_dir=args.out,
+                    samples=args.samples,
+                    limit=args.limit,
+                    concurrency=args.concurrency,
+                )
+                outcome = interruptible(lambda j=job: run_with_progress(j, console, pool, quiet=args.quiet),
+                                        console)
+                code = max(code, report_outcome(outcome, job, console))
+                if outcome.stopped:
+                    return EXIT_FAILED
+    except (EndpointError, LocalModelError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_FAILED
+    for path in write_report(compute_all(read_dirs([args.out])), args.out):
+        console.print(f"wrote {path}", highlight=False)
+    return code

@@ -1,0 +1,225 @@
+"""Reports over results: the method × data set table (terminal and Markdown) and PNG plots.
+
+Plots (matplotlib, written only when there is something to show):
+
+- ``accuracy_vs_tokens.png``: one point per run (Acc against Tok), one panel per data set.
+- ``tau_sweep.png``: SCALE's Acc, Tok and Hard% against τ, a line per data set (and System 2 budget).
+- ``budget_sweep.png``: Acc and Tok against the System 2 budget (System 1's fixed), a line per method.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from scale_graph.eval.metrics import RunMetrics
+
+SCALE_FAMILY = ("scale", "all-fast", "all-deep")
+
+COLUMNS = ("dataset", "method", "n", "Acc %", "Tok", "Tpi", "Hard %", "prompt tok", "calls", "s/attempt")
+"""The table's columns: n is problems × attempts; Tok, prompt tok, calls and seconds are per attempt."""
+
+
+def table_rows(metrics: Sequence[RunMetrics]) -> list[list[str]]:
+    """The table as text cells, one row per run."""
+    return [
+        [
+            m.dataset,
+            m.label,
+            f"{m.problems}×{m.attempts // max(1, m.problems)}",
+            f"{100 * m.acc:.1f}",
+            f"{m.tok:.0f}",
+            f"{m.tpi:.0f}",
+            f"{100 * m.hard:.0f}",
+            f"{m.prompt_tokens:.0f}",
+            f"{m.calls:.1f}",
+            f"{m.seconds:.1f}",
+        ]
+        for m in metrics
+    ]
+
+
+def stage_rows(metrics: Sequence[RunMetrics]) -> list[list[str]]:
+    """Tok split by stage and by mode, one row per run."""
+    stages = sorted({s for m in metrics for s in m.tok_by_stage})
+    header = ["dataset", "method", *stages, "System 1", "System 2", "control"]
+    rows = [
+        [
+            m.dataset,
+            m.label,
+            *(f"{m.tok_by_stage.get(s, 0):.0f}" for s in stages),
+            *(f"{m.tok_by_mode[k]:.0f}" for k in ("system1", "system2", "control")),
+        ]
+        for m in metrics
+    ]
+    return [header, *rows]
+
+
+def markdown(metrics: Sequence[RunMetrics]) -> str:
+    """The main table and the token split as Markdown."""
+
+    def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+    split = stage_rows(metrics)
+    notes = [f"- {m.dataset} / {m.label}: grading {_counts(m.grade_status)}"
+             for m in metrics if set(m.grade_status) - {"ok"}]
+    parts = [
+        "## Results",
+        "",
+        md_table(COLUMNS, table_rows(metrics)),
+        "",
+        "Acc = pass@1 averaged over samples; Tok = completion tokens per attempt over all stages; Tpi = "
+        "completion tokens per unit (sub-problem, sample, or round with its summary); Hard % = share of "
+        "units on System 2. n = problems × attempts per problem.",
+        "",
+        "## Completion tokens per attempt, by stage and mode",
+        "",
+        md_table(split[0], split[1:]),
+    ]
+    if notes:
+        parts += ["", "## Grading notes (not ok counts as wrong)", "", *notes]
+    return "\n".join(parts) + "\n"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
+    """Acc against Tok, one labelled point per run and a panel per data set."""
+    if not metrics:
+        return None
+    plt = _pyplot()
+    datasets = sorted({m.dataset for m in metrics})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for m in (m for m in metrics if m.dataset == dataset):
+            ax.scatter(m.tok, 100 * m.acc, s=60)
+            ax.annotate(m.label, (m.tok, 100 * m.acc), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        ax.set(
+            title=f"{dataset}: accuracy vs tokens",
+            xlabel="completion tokens per attempt (Tok)",
+            ylabel="accuracy (pass@1, %)",
+        )
+        ax.set_ylim(-5, 105)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.25)
+    return _save(fig, plt, path)
+
+
+def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
+    """SCALE's Acc, Tok and Hard% against τ, one line per data set and System 2 budget.
+
+    ``all-fast`` and ``all-deep`` are SCALE at τ = 1 and τ = -1, so they are points of the same lines.
+    """
+    series = _series(
+        (m for m in metrics if m.method in SCALE_FAMILY),
+        key="threshold",
+        name=lambda m: f"{m.dataset} S2={m.settings.get('system2_max_tokens')}",
+    )
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    panels = [
+        ("accuracy (pass@1, %)", lambda m: 100 * m.acc),
+        ("completion tokens per attempt", lambda m: m.tok),
+        ("System 2 share (Hard%)", lambda m: 100 * m.hard),
+    ]
+    for ax, (ylabel, value) in zip(axes, panels, strict=True):
+        for name, points in series.items():
+            ax.plot([x for x, _ in points], [value(m) for _, m in points], marker="o", label=name)
+        ax.set(xlabel="threshold τ", ylabel=ylabel, xlim=_tau_limits(series))
+        _percent_axis(ax, ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("SCALE τ sweep")
+    return _save(fig, plt, path)
+
+
+def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
+    """Acc and Tok against the System 2 budget, one line per data set and method (where it varies)."""
+    series = _series(
+        metrics,
+        key="system2_max_tokens",
+        name=lambda m: (
+            f"{m.dataset} {m.method}" + (f" τ={m.settings['threshold']:g}" if m.method == "scale" else "")
+        ),
+    )
+    series = {name: pts for name, pts in series.items() if len(pts) > 1}
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, (ylabel, value) in zip(
+        axes,
+        [("accuracy (pass@1, %)", lambda m: 100 * m.acc), ("completion tokens per attempt", lambda m: m.tok)],
+        strict=True,
+    ):
+        for name, points in series.items():
+            ax.plot([x for x, _ in points], [value(m) for _, m in points], marker="o", label=name)
+        ax.set(xlabel="System 2 budget (max completion tokens)", ylabel=ylabel, xscale="log")
+        _percent_axis(ax, ylabel)
+        ax.set_xticks(sorted({x for pts in series.values() for x, _ in pts}))
+        ax.get_xaxis().set_major_formatter("{x:.0f}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("System 2 budget sweep (System 1 budget fixed)")
+    return _save(fig, plt, path)
+
+
+def _tau_limits(series: dict[str, list[tuple[float, RunMetrics]]]) -> tuple[float, float]:
+    """The τ axis spans at least [0, 1] (its meaningful range), so even one point reads well."""
+    taus = [x for points in series.values() for x, _ in points]
+    return min(-0.05, min(taus) - 0.05), max(1.05, max(taus) + 0.05)
+
+
+def _percent_axis(ax: Any, ylabel: str) -> None:
+    """A percentage panel always spans 0-100, so runs of different sweeps compare at a glance."""
+    if "%" in ylabel:
+        ax.set_ylim(-5, 105)
+
+
+def _series(
+    metrics: Iterable[RunMetrics], *, key: str, name: Callable[[RunMetrics], str]
+) -> dict[str, list[tuple[float, RunMetrics]]]:
+    """Runs grouped into named lines of (setting ``key``, run) points, sorted by the setting."""
+    out: dict[str, list[tuple[float, RunMetrics]]] = defaultdict(list)
+    for m in metrics:
+        if m.settings.get(key) is not None:
+            out[name(m)].append((float(m.settings[key]), m))
+    return {n: sorted(pts, key=lambda p: p[0]) for n, pts in out.items()}
+
+
+def _save(fig: object, plt: object, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=120)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[attr-defined]
+    return path
+
+
+def write_report(metrics: Sequence[RunMetrics], out_dir: Path) -> list[Path]:
+    """``report.md`` and every plot there is data for, in ``out_dir``; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = out_dir / "report.md"
+    report.write_text(markdown(metrics), encoding="utf-8")
+    plots = [
+        plot_accuracy_vs_tokens(metrics, out_dir / "accuracy_vs_tokens.png"),
+        plot_tau_sweep(metrics, out_dir / "tau_sweep.png"),
+        plot_budget_sweep(metrics, out_dir / "budget_sweep.png"),
+    ]
+    return [report, *(p for p in plots if p is not None)]

@@ -1,0 +1,118 @@
+"""Every method by name: its compiled graph, the Context it runs with, and what its "unit" of work is.
+
+``all-fast`` and ``all-deep`` are the SCALE graph with the threshold forced: τ = 1 sends every sub-problem to
+System 1 (d ≤ 1 always), τ = -1 sends every one to System 2 (d ≥ 0 > τ). Everything else in their Context is
+the caller's. The evaluation harness and the CLI look methods up here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langgraph.graph.state import CompiledStateGraph
+
+from scale_graph.context import Context
+
+Unit = Literal["sub-problem", "sample", "round"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method the harness can run."""
+
+    name: str
+    description: str
+    module: str
+    """The ``scale_graph.graph`` module whose ``graph`` is this method's compiled graph."""
+    unit: Unit
+    """What Tpi divides by: sub-problems (SCALE family), samples (cot, majority) or rounds (inftythink)."""
+    settings: tuple[str, ...]
+    """The Context fields this method's result depends on (recorded with every result; runs that differ in one
+    of them are different runs)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Context fields this method forces."""
+    votes_on_samples: bool = False
+    """True when the n samples are voted into one answer (``majority``), not graded one by one."""
+
+    def graph(self) -> CompiledStateGraph:
+        """The compiled graph (imported on first use)."""
+        return importlib.import_module(f"scale_graph.graph.{self.module}").graph
+
+    def context(self, ctx: Context) -> Context:
+        """``ctx`` with this method's forced fields."""
+        return dataclasses.replace(ctx, **self.overrides) if self.overrides else ctx
+
+
+_MODEL = ("model", "system2_model", "preset", "temperature", "top_p")
+_SCALE = (
+    *_MODEL,
+    "threshold",
+    "candidates",
+    "assess",
+    "system1_max_tokens",
+    "system2_max_tokens",
+    "control_max_tokens",
+    "max_subproblems",
+)
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "scale",
+            "SCALE: decompose, assess, route each sub-problem by d > τ",
+            "scale",
+            "sub-problem",
+            _SCALE,
+        ),
+        Method(
+            "cot",
+            "one System 2 call with the zero-shot chain-of-thought prompt",
+            "cot",
+            "sample",
+            (*_MODEL, "system2_max_tokens"),
+        ),
+        Method(
+            "majority",
+            "n System 2 samples, vote by mathematical equivalence",
+            "majority",
+            "sample",
+            (*_MODEL, "system2_max_tokens", "samples"),
+            votes_on_samples=True,
+        ),
+        Method(
+            "inftythink",
+            "bounded reasoning rounds joined by summaries (training-free)",
+            "inftythink",
+            "round",
+            (*_MODEL, "rounds", "round_max_tokens", "control_max_tokens"),
+        ),
+        Method(
+            "all-fast",
+            "SCALE with every sub-problem on System 1 (τ = 1)",
+            "scale",
+            "sub-problem",
+            _SCALE,
+            {"threshold": 1.0},
+        ),
+        Method(
+            "all-deep",
+            "SCALE with every sub-problem on System 2 (τ = -1)",
+            "scale",
+            "sub-problem",
+            _SCALE,
+            {"threshold": -1.0},
+        ),
+    ]
+}
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``, or ``KeyError`` naming the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
