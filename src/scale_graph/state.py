@@ -245,8 +245,10 @@ class SamplingOutput(TypedDict):
 
 
 class Round(Sample):
-    """One InftyThink round: a bounded stretch of reasoning (``index`` is the round, 0-based); unless it boxed
-    an answer, a :class:`Summary` of it follows."""
+    """One InftyThink round: a bounded stretch of reasoning (``index`` is the round, 0-based).
+
+    Unless it boxed an answer, a :class:`Summary` of it follows.
+    """
 
 
 class Summary(TypedDict):
