@@ -90,7 +90,7 @@ def endpoint(context: Context, *, model_path: str | None = None,
         models.check_endpoint(context.base_url, context.api_key)
         yield context
         return
-    from scale_graph.local import EmbeddedServer, ServerSettings  # optional extra: imported on use
+    from scale_graph.local import EmbeddedServer, ServerSettings
 
     settings = ServerSettings(slots=max(slots, ServerSettings.slots)) if slots else None
     with EmbeddedServer(model_path, settings, progress=progress) as server:
