@@ -145,8 +145,8 @@ class Context:
     )
     rounds: int = field(
         default=4,
-        metadata={"description": "inftythink baseline: the most reasoning rounds (each ends with a summary the "
-                  "next round starts from); it stops earlier at a boxed answer."},
+        metadata={"description": "inftythink baseline: the most reasoning rounds (each ends with a summary "
+                  "the next round starts from); it stops earlier at a boxed answer."},
     )
     round_max_tokens: int = field(
         default=1024,

@@ -323,7 +323,7 @@ def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:
 
 
 def reply_from_completion(completion: Any, latency: float) -> ModelReply:
-    """A :class:`ModelReply` from a raw OpenAI ``ChatCompletion`` (used when the client refused to parse it)."""
+    """A :class:`ModelReply` from a raw OpenAI ``ChatCompletion`` (when the client refused to parse it)."""
     choice = completion.choices[0] if completion.choices else None
     usage = completion.usage
     details = getattr(usage, "prompt_tokens_details", None)

@@ -77,7 +77,7 @@ SOLVE_CURRENT_LAST = (
 FINAL_ASK = " Then state the final answer to the original problem."
 """Appended to a decomposition's last sub-problem when it does not ask for the final answer."""
 
-# --- baselines ---------------------------------------------------------------------------------------------------
+# --- baselines -------------------------------------------------------------------------------------------
 
 COT_SYSTEM = (
     "You are a careful mathematician. Solve the problem by reasoning step by step. Put the final answer "

@@ -99,16 +99,16 @@ def _pyplot():  # type: ignore[no-untyped-def]
 
 
 def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
-    """Acc against Tok, one labelled point per run and a panel per data set."""
+    """Acc against Tok: a panel per data set, one point per run, each named in the legend."""
     if not metrics:
         return None
     plt = _pyplot()
     datasets = sorted({m.dataset for m in metrics})
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
+        markers = iter("osD^vP*Xph<>" * 4)
         for m in (m for m in metrics if m.dataset == dataset):
-            ax.scatter(m.tok, 100 * m.acc, s=60)
-            ax.annotate(m.label, (m.tok, 100 * m.acc), textcoords="offset points", xytext=(6, 4), fontsize=9)
+            ax.scatter(m.tok, 100 * m.acc, s=70, marker=next(markers), label=m.label)
         ax.set(
             title=f"{dataset}: accuracy vs tokens",
             xlabel="completion tokens per attempt (Tok)",
@@ -116,7 +116,8 @@ def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path |
         )
         ax.set_ylim(-5, 105)
         ax.grid(alpha=0.3)
-        ax.margins(x=0.25)
+        ax.margins(x=0.15)
+        ax.legend(fontsize=8, loc="upper left")
     return _save(fig, plt, path)
 
 
