@@ -32,4 +32,6 @@ lint: dev
 
 .PHONY: bench
 bench: dev
-	@for script in bench/[!_]*.py; do echo "== $$script"; $(PY) "$$script" || exit 1; done
+	# Sized for ~30 minutes on 2 cores; the scripts' own defaults are larger (see docs/performance.md).
+	cd bench && ../$(PY) concurrency.py --problems 3 && ../$(PY) overhead.py && ../$(PY) throughput.py --problems 4 \
+	  && ../$(PY) prefix_cache.py --problems 3 && ../$(PY) frontier.py --limit 5 --out ../bench-results/frontier
