@@ -82,8 +82,38 @@ def test_tracing_env_vars_send_named_runs(cli_env, langsmith_endpoint) -> None:
         env["SCALE_BASE_URL"] = model.base_url
         proc = run(env)
     assert proc.returncode == 0, proc.stderr
-    sent = b"".join(data for _, data in Capture.posts)
+    sent = b"".join(body for _, body in Capture.posts)
     assert Capture.posts, "no trace was sent"
     for name in (b'"scale"', b'"decompose"', b'"assess"', b'"solve_system1"', b'"solve_system2"'):
         assert name in sent
     assert b'"p-1"' in sent and b'"system2"' in sent  # metadata and mode tags travel with the runs
+
+
+def test_eval_experiment_traces_every_attempt(cli_env, langsmith_endpoint, tmp_path) -> None:
+    data = tmp_path / "tiny.jsonl"
+    data.write_text('{"id": "t-1", "problem": "What is 10 + 20?", "answer": "30"}\n'
+                    '{"id": "t-2", "problem": "What is 5 + 15?", "answer": "20"}\n')
+    env = {**cli_env, "LANGSMITH_TRACING": "true", "LANGSMITH_API_KEY": "test-key",
+           "LANGSMITH_ENDPOINT": langsmith_endpoint}
+    with FakeOpenAIServer() as model:
+        proc = subprocess.run([sys.executable, "-m", "scale_graph.cli", "eval", "--dataset", str(data), "--method",
+                               "cot", "--out", str(tmp_path / "out"), "--quiet", "--base-url", model.base_url,
+                               "--experiment", "exp-42"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "LangSmith project 'exp-42'" in proc.stderr
+    sent = b"".join(body for _, body in Capture.posts)
+    for needle in (b'"cot:t-1#0"', b'"cot:t-2#0"', b'"exp-42"', b'"eval_run"'):
+        assert needle in sent, needle
+
+
+def test_eval_experiment_without_tracing_sends_nothing(cli_env, langsmith_endpoint, tmp_path) -> None:
+    data = tmp_path / "tiny.jsonl"
+    data.write_text('{"id": "t-1", "problem": "What is 10 + 20?", "answer": "30"}\n')
+    env = {k: v for k, v in cli_env.items() if not k.startswith(("LANGSMITH_", "LANGCHAIN_"))}
+    env["LANGSMITH_ENDPOINT"] = langsmith_endpoint
+    with FakeOpenAIServer() as model:
+        proc = subprocess.run([sys.executable, "-m", "scale_graph.cli", "eval", "--dataset", str(data), "--method",
+                               "cot", "--out", str(tmp_path / "out"), "--quiet", "--base-url", model.base_url,
+                               "--experiment", "exp-42"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "tracing is off" in proc.stderr and Capture.posts == []

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from langsmith import utils as langsmith_utils
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -96,6 +97,8 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
         help="inftythink: budget of one round (default 1024)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--experiment", help="LangSmith: trace every attempt into a project of this name (needs "
+                   "LANGSMITH_TRACING=true and LANGSMITH_API_KEY; nothing is sent without them)")
     add_context_options(p)
 
 
@@ -204,6 +207,17 @@ def load(args: argparse.Namespace, console: Console) -> Dataset | None:
         return None
 
 
+def start_experiment(name: str | None, console: Console) -> str | None:
+    """Point LangSmith tracing at project ``name`` when tracing is on; say so when it is off."""
+    if name and langsmith_utils.tracing_is_enabled():
+        os.environ["LANGSMITH_PROJECT"] = name
+        console.print(f"tracing every attempt to LangSmith project {name!r}", highlight=False)
+    elif name:
+        console.print("note: --experiment given but LangSmith tracing is off (set LANGSMITH_TRACING=true and "
+                      "LANGSMITH_API_KEY); nothing is sent", highlight=False)
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``scale eval``."""
     console = Console(stderr=True)
@@ -220,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 samples=args.samples,
                 limit=args.limit,
                 concurrency=args.concurrency,
+                experiment=start_experiment(getattr(args, "experiment", None), console),
             )
             outcome = interruptible(lambda: run_with_progress(job, console, pool, quiet=args.quiet), console)
     except (EndpointError, LocalModelError, ValueError) as exc:

@@ -44,6 +44,8 @@ class EvalRun:
     samples: int = 1
     limit: int | None = None
     concurrency: int = 1
+    experiment: str | None = None
+    """A name carried on every attempt's trace (LangSmith experiment / project), when tracing is on."""
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.concurrency < 1 or (self.limit is not None and self.limit < 1):
@@ -83,11 +85,20 @@ class EvalRun:
         return [(p, i) for p, i in self.attempts() if (p.id, i) not in done]
 
 
+def trace_config(run: EvalRun, problem: Problem, sample: int) -> dict[str, Any]:
+    """The run config of one attempt: its trace is named after it and carries what identifies it."""
+    metadata = {"eval_run": run.run_id, "dataset": run.dataset.name, "method": run.method.name,
+                "problem_id": problem.id, "sample": sample, "gold": problem.answer, "experiment": run.experiment}
+    return run_config(run_name=f"{run.method.name}:{problem.id}#{sample}", metadata=metadata,
+                      tags=["eval", *([run.experiment] if run.experiment else [])])
+
+
 def run_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool | None = None) -> Row:
     """Run one attempt through the method's graph, grade it and build its results row."""
     start = time.perf_counter()
     output = run.method.graph().invoke(
-        {"problem": problem.problem, "problem_id": problem.id}, config=run_config(), context=run.context
+        {"problem": problem.problem, "problem_id": problem.id}, config=trace_config(run, problem, sample),
+        context=run.context,
     )  # type: ignore[arg-type]
     wall = time.perf_counter() - start
     unit_records = units(run.method, output)
