@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import secrets
-import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -22,18 +20,21 @@ from langgraph_sdk.errors import BadRequestError, NotFoundError
 
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
 from tests.integration.conftest import (
-    answers_200,
+    FAST_RECOVERY,
+    ROOT,
+    STARTUP_TIMEOUT,
     delete_redis_keys,
     free_port,
     postgres_database,
+    ready,
     redis_client,
+    server_env,
+    start_server,
     stop_process,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT = 120
 PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether?"
 SLOW = "(slow)"
 """Problems containing this get a 0.5 s delay on every model request (for cancelling a run mid-way)."""
@@ -63,23 +64,6 @@ class Server:
     def sync_client(self):
         """A sync langgraph-sdk client (use with ``with``)."""
         return get_sync_client(url=self.url, api_key=self.key)
-
-
-def server_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALE_", "AEGRA_", "REDIS_", "DATABASE_"))}
-    return {**env, "SCALE_REDIS_URL": os.environ.get("SCALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), **extra}
-
-
-def start_server(port: int, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "scale_graph.cli", "serve", "--port", str(port),
-                                 "--config", str(ROOT / "langgraph.json"), "--log-level", "WARNING", *args],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-
-
-def ready(url: str, proc: subprocess.Popen, log: Path) -> bool:
-    """True once /health answers 200 (the gate opens only after the self-check)."""
-    return answers_200(f"{url}/health", proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -347,10 +331,6 @@ def test_refuses_to_start_without_api_keys(tmp_path) -> None:
 
 
 # --- a killed server -------------------------------------------------------------------------------------------
-
-FAST_RECOVERY = {"LEASE_DURATION_SECONDS": "6", "HEARTBEAT_INTERVAL_SECONDS": "2", "REAPER_INTERVAL_SECONDS": "2"}
-"""Aegra's lease timing, shortened so a dead worker's run is taken up again within seconds (default ~50 s)."""
-
 
 def test_a_killed_servers_run_resumes_from_its_last_checkpoint_after_restart(tmp_path) -> None:
     def slow_solves(body: dict) -> Reply:
