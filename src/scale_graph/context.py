@@ -17,7 +17,8 @@ PresetName = Literal["prompted", "qwen3-hybrid", "paired"]
 MAX_PROBLEM_CHARS = 20_000
 """The longest problem text accepted (characters). Longer input is refused before any model call."""
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+"""C0 control characters except tab, newline and CR; DEL; and lone surrogates (JSON can carry ``"\\ud800"``)."""
 
 
 class InvalidProblem(ValueError):
