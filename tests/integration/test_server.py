@@ -139,9 +139,10 @@ def test_large_bodies_and_client_chosen_endpoints_are_refused(server) -> None:
     (json.dumps({"assistant_id": "scale", "input": {"problem": "7" * (MAX_PROBLEM_CHARS + 1)}}).encode(), 422,
      "limit"),
     (b'{"assistant_id": "scale", "input": {"problem": "1+1?\\u0000"}}', 422, "control character"),
+    (b'{"assistant_id": "scale", "input": {"problem": "1+1?\\ud800"}}', 422, "lone surrogate"),
     (b'{"assistant_id": "scale", "input": {"question": "1+1?"}}', 422, "no 'problem'"),
     (b'{"assistant_id": "scale", "input": {"problem": "1+1?\xff"}}', 400, "UTF-8"),
-], ids=["empty", "whitespace", "too-long", "control-char", "no-problem", "invalid-utf8"])
+], ids=["empty", "whitespace", "too-long", "control-char", "lone-surrogate", "no-problem", "invalid-utf8"])
 @pytest.mark.parametrize("endpoint", ["runs", "runs/wait", "runs/stream"])
 def test_bad_run_input_gets_4xx_at_run_creation_and_no_run(server, body, status, says, endpoint) -> None:
     headers = {"X-API-Key": server.key, "Content-Type": "application/json"}
