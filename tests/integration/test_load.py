@@ -47,7 +47,7 @@ RUN_TIMEOUT = 120
 PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether? [{tag}]"
 TAG = re.compile(r"\[(load|kill)-\d+\]")
 SUBPROBLEMS = ["Find the first quantity.", "Combine the quantities and give the final answer."]
-"""What :func:`scale_scale_script` decomposes every problem into."""
+"""What :func:`scale_graph.testing.scale_script` decomposes every problem into."""
 
 
 class SlowModel:
