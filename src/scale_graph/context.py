@@ -18,6 +18,8 @@ MAX_PROBLEM_CHARS = 20_000
 """The longest problem text accepted (characters). Longer input is refused before any model call."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""Lone surrogates: not text (they cannot be encoded as UTF-8), but JSON can carry one (``"\\ud800"``)."""
 
 
 class InvalidProblem(ValueError):
@@ -40,6 +42,9 @@ def check_problem(problem: object) -> str:
     if bad := _CONTROL.search(text):
         raise InvalidProblem(f"the problem contains a control character (U+{ord(bad.group()):04X}) at "
                              f"position {bad.start()}")
+    if bad := _SURROGATE.search(text):
+        raise InvalidProblem(f"the problem contains a lone surrogate (U+{ord(bad.group()):04X}) at position "
+                             f"{bad.start()}, which is not valid text")
     return text
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -98,6 +99,14 @@ def scale_script(body: dict[str, Any]) -> Reply:
         number = len(re.findall(r"^Solution \d+:", user_text(body), flags=re.MULTILINE)) + 1
         return Reply(content=f"Working for step {number}. \\boxed{{{number * 10}}}")
     return Reply(content="ok")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Prints no traceback when a client goes away mid-reply (a killed server, a client timeout): tests cause it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipeError, ConnectionResetError, …
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -200,7 +209,7 @@ class FakeOpenAIServer:
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-openai").start()
         return self

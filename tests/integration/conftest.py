@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,10 @@ def cli_env(tmp_path) -> dict[str, str]:
 
 POSTGRES_URL = os.environ.get("SCALE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 """An admin connection to the test PostgreSQL (the machine starts one on 127.0.0.1:5432, trust auth)."""
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 120
+"""Seconds to wait for ``scale serve`` to pass its self-check."""
+
 REDIS_URL = os.environ.get("SCALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 """The test Redis (the machine starts one on 127.0.0.1:6379)."""
 
@@ -122,3 +127,26 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.1) -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+# --- scale serve -------------------------------------------------------------------------------------------
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALE_", "AEGRA_", "REDIS_", "DATABASE_"))}
+    return {**env, "SCALE_REDIS_URL": os.environ.get("SCALE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), **extra}
+
+
+def start_server(port: int, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "scale_graph.cli", "serve", "--port", str(port),
+                                 "--config", str(ROOT / "langgraph.json"), "--log-level", "WARNING", *args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def ready(url: str, proc: subprocess.Popen, log: Path) -> bool:
+    """True once /health answers 200 (the gate opens only after the self-check)."""
+    return answers_200(f"{url}/health", proc, log)
+
+
+FAST_RECOVERY = {"LEASE_DURATION_SECONDS": "6", "HEARTBEAT_INTERVAL_SECONDS": "2", "REAPER_INTERVAL_SECONDS": "2"}
+"""Aegra's lease timing, shortened so a dead worker's run is taken up again within seconds (default ~50 s)."""

@@ -18,6 +18,7 @@ from tests.conftest import fake_context, make_script
         ("x" * (MAX_PROBLEM_CHARS + 1), "limit"),
         ("1+1\x00?", "control character"),
         ("1+1\x1b[2J?", "control character"),
+        ("1+1\ud800?", "lone surrogate"),
         (None, "must be text"),
     ],
 )

@@ -8,14 +8,23 @@
 - **Endpoint fields**: the model endpoint and its credentials belong to the server (``SCALE_BASE_URL``,
   ``SCALE_API_KEY``): a request whose run context sets ``base_url``, ``system2_base_url`` or ``api_key`` gets
   ``422``, so a client cannot make the server send requests (and its key) to an address of its choosing.
+- **Run input**: a request that creates a run (``/runs``, ``/runs/stream``, ``/runs/wait``, ``/runs/batch``,
+  ``/runs/crons``, with or without ``/threads/{id}`` in front) with an ``input`` gets ``422`` unless the input
+  has a ``problem`` that :func:`scale_graph.context.check_problem` accepts (not empty or whitespace, at most
+  ``MAX_PROBLEM_CHARS``, no control characters), and ``400`` when its body is not UTF-8. So bad input is refused
+  at run creation, before a run exists, rather than failing later in a worker. ``input: null`` (resume or
+  replay from a checkpoint) passes. A problem is only ever text for the prompts, whatever it says.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from scale_graph.context import InvalidProblem, check_problem
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +37,8 @@ GATE_HEADER = "x-scale-selfcheck"
 SERVER_OWNED = frozenset({"base_url", "system2_base_url", "api_key"})
 """Context fields only the server sets."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RUN_PATHS = re.compile(r"^(/threads/[^/]+)?/runs(/stream|/wait|/batch|/crons)?/?$")
+"""Paths of the requests that create runs (or crons, which create runs later)."""
 
 
 class Gate:
@@ -81,6 +92,10 @@ class Guard:
             await respond(send, 422, "invalid_request",
                           f"context field(s) {', '.join(sorted(owned))} are set by the server, not by clients")
             return
+        if scope["method"] == "POST" and RUN_PATHS.match(scope.get("path", "")) and (bad := bad_run_input(body)):
+            status, message = bad
+            await respond(send, status, "invalid_input", message)
+            return
         await self.app(scope, replay(body, receive), send)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
@@ -132,6 +147,34 @@ def server_owned_fields(body: bytes) -> set[str]:
             if isinstance(fields, dict):
                 found |= SERVER_OWNED & set(fields)
     return found
+
+
+def bad_run_input(body: bytes) -> tuple[int, str] | None:
+    """(HTTP status, message) when a run-creating body is not UTF-8 or carries an unusable ``input``; else None.
+
+    A body that is not JSON at all is left to Aegra (it answers 422 itself).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return 400, f"the request body is not valid UTF-8 (byte {exc.start})"
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    for item in data if isinstance(data, list) else [data]:  # /runs/batch sends a list
+        if not isinstance(item, dict) or item.get("input") is None:
+            continue
+        run_input = item["input"]
+        if not isinstance(run_input, dict):
+            return 422, f"input must be an object with a 'problem', got {type(run_input).__name__}"
+        if "problem" not in run_input:
+            return 422, "input has no 'problem' (the problem text to solve)"
+        try:
+            check_problem(run_input["problem"])
+        except InvalidProblem as exc:
+            return 422, f"invalid problem: {exc}"
+    return None
 
 
 async def respond(send: Send, status: int, error: str, message: str) -> None:
