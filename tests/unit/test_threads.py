@@ -212,6 +212,10 @@ def test_commands_show_list_history_and_fork(fake_models, offline, tmp_path, cap
     [listed] = json.loads(capsys.readouterr().out)
     assert listed["thread_id"] == "t1" and listed["status"] == "done"
 
+    assert scale("threads", "--checkpointer", store) == 0  # the table, piped: no column squeezed away
+    row = next(line for line in capsys.readouterr().out.splitlines() if " t1 " in line)
+    assert "done" in row and "3/3" in row and "30" in row
+
     assert scale("show", "t1", "--checkpointer", store) == 0
     shown = capsys.readouterr().out
     assert "thread t1: done" in shown and "d=0.90 → system2" in shown and "answer: 30" in shown

@@ -41,13 +41,16 @@ def show_list(graph: CompiledStateGraph, args: argparse.Namespace) -> int:
         print(json.dumps([asdict(t) for t in found], indent=2, ensure_ascii=False))
         return 0
     console = Console(soft_wrap=True)
+    if not console.is_terminal:  # piped or redirected: no terminal width to fit, so do not squeeze columns
+        console = Console(soft_wrap=True, width=160)
     if not found:
         console.print("no threads yet: `scale solve PROBLEM` starts one")
         return 0
     table = Table(title="SCALE threads")
-    for col in ("thread", "status", "steps", "answer", "updated (UTC)"):
-        table.add_column(col, no_wrap=col != "answer", overflow="fold")
-    table.add_column("problem", overflow="ellipsis", no_wrap=True, max_width=60)
+    # The fixed columns keep their width; the problem column gives way when the terminal is narrow.
+    for col, width in (("thread", 36), ("status", 10), ("steps", 5), ("answer", 6), ("updated (UTC)", 16)):
+        table.add_column(col, no_wrap=col != "answer", overflow="fold", min_width=width)
+    table.add_column("problem", overflow="ellipsis", no_wrap=True, max_width=60, min_width=8)
     for t in found:
         steps = f"{t.steps_done}/{t.steps_total}" if t.steps_total is not None else "-"
         status = f"[{STATUS_STYLE[t.status]}]{t.status}[/]"
