@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -101,8 +101,7 @@ def endpoint(context: Context, *, model_path: str | None = None,
 
     settings = ServerSettings(slots=max(slots, ServerSettings.slots)) if slots else None
     with EmbeddedServer(model_path, settings, progress=progress) as server:
-        yield replace(context, base_url=server.base_url,
-                      max_concurrent_requests=context.max_concurrent_requests or server.settings.slots)
+        yield server.serve(context)
 
 
 MAX_PARALLEL_TASKS = 64

@@ -15,11 +15,13 @@ import importlib.util
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from scale_graph.context import Context
 
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 DEFAULT_MODEL_FILE = f"{DEFAULT_MODEL_NAME}.gguf"
@@ -192,6 +194,11 @@ class EmbeddedServer:
         self._wait_healthy()
         atexit.register(self.stop)
         return self
+
+    def serve(self, ctx: Context) -> Context:
+        """``ctx`` pointed at this server, with requests in flight capped at its slots unless ``ctx`` sets a cap."""
+        return replace(ctx, base_url=self.base_url,
+                       max_concurrent_requests=ctx.max_concurrent_requests or self.settings.slots)
 
     def _wait_healthy(self) -> None:
         root = self.base_url.removesuffix("/v1")

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -148,10 +148,8 @@ def resolve_profiles(ctx: Context) -> Profiles:
     if not base_url:
         from scale_graph import local
 
-        server = local.shared_server()
-        base_url = server.base_url
-        if ctx.max_concurrent_requests is None:
-            ctx = replace(ctx, max_concurrent_requests=server.settings.slots)
+        ctx = local.shared_server().serve(ctx)
+        base_url = ctx.base_url
     model = ctx.model or served_model_name(base_url, ctx.api_key)
     return build_profiles(ctx, base_url, model)
 

@@ -1,7 +1,7 @@
 """Run the blocking model nodes in one dedicated thread pool, on both the sync and the async path.
 
 Nodes are plain functions (so the graphs work with ``invoke`` and inside sync parent graphs). Under ``ainvoke`` /
-``astream`` — LangGraph Studio, the production server, ``asolve``, ``scale eval`` — LangGraph would run them in the
+``astream`` — LangGraph Studio, the production server, ``asolve`` — LangGraph would run them in the
 event loop's default executor, which has min(32, CPUs + 4) threads: 6 on a 2-core machine, enough to quietly
 serialize a server's concurrent runs. :func:`threaded` gives each node an async twin that runs the same function in
 a pool of ``$SCALE_NODE_THREADS`` (default 64) threads, with the caller's context (config, runtime, stream writer).
