@@ -1,8 +1,10 @@
 """(d) Share of solve-prompt tokens the server serves from its prefix cache.
 
-Each solve prompt is stable instructions + P + the earlier (s_j, solution_j) + s_i + the mode's instruction, so
-step i+1 extends step i's prefix. The embedded llama.cpp server reports cached prompt tokens per request
-(``usage.prompt_tokens_details.cached_tokens``); SCALE keeps them on every step.
+Every SCALE request of a problem opens with the same system prompt and P, and the solve requests form one
+conversation (user: s_1, assistant: solution_1, user: s_2, ...), so step 1 finds the system prompt and P left in
+the cache by the decomposition and assessment calls, and step i+1 finds all of step i's request and reply. The
+embedded llama.cpp server reports cached prompt tokens per request (``usage.prompt_tokens_details.cached_tokens``);
+SCALE keeps them on every step.
 
     python bench/prefix_cache.py [--problems 4]
 """
@@ -24,7 +26,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     prompt = cached = later_prompt = later_cached = 0
     with EmbeddedServer() as server:
-        ctx = Context(base_url=server.base_url, candidates=8, max_concurrent_requests=4)
+        ctx = Context(base_url=server.base_url, candidates=8, max_concurrent_requests=4, system1_max_tokens=128,
+                      system2_max_tokens=384, control_max_tokens=192)  # the budgets of the other benchmarks
         for row in gsm8k(args.problems, offset=20):
             result = solve(row["problem"], context=ctx)
             for s in result.steps:

@@ -47,7 +47,7 @@ def current_subproblem(body: dict[str, Any]) -> str:
     text = body["messages"][-1]["content"]
     if "Current sub-problem:\n" in text:  # assessment prompt
         return text.rsplit("Current sub-problem:\n", 1)[1].split("\n\n", 1)[0].strip()
-    line = text.rsplit("\nCurrent sub-problem ", 1)[1]  # solve prompt: "N: text" or "N (the last one): text"
+    line = text.rsplit("Current sub-problem ", 1)[1]  # solve turn: "N: text" or "N (the last one): text"
     return line.split(": ", 1)[1].split("\n", 1)[0].strip()
 
 

@@ -121,10 +121,11 @@ def build_profiles(ctx: Context, base_url: str, model: str, system2_model: str |
         raise ValueError(f"unknown preset {ctx.preset!r}: choose prompted, qwen3-hybrid or paired")
     return Profiles(
         system1=ModeProfile("system1", base_url, model, ctx.system1_max_tokens, extra_body=s1_extra,
-                            system_prompt=prompts.SOLVE_SYSTEM, **common),
+                            system_prompt=prompts.SCALE_SYSTEM, **common),
         system2=ModeProfile("system2", s2_url, s2_model, ctx.system2_max_tokens, extra_body=s2_extra,
-                            system_prompt=prompts.SOLVE_SYSTEM, **common),
-        control=ModeProfile("control", base_url, model, ctx.control_max_tokens, extra_body=s1_extra, **common),
+                            system_prompt=prompts.SCALE_SYSTEM, **common),
+        control=ModeProfile("control", base_url, model, ctx.control_max_tokens, extra_body=s1_extra,
+                            system_prompt=prompts.SCALE_SYSTEM, **common),
     )
 
 

@@ -1,61 +1,55 @@
 """Every prompt text of the project, in one place, filled with ``str.format``.
 
-The solve prompt is built so consecutive solve calls of one problem share a growing prefix (stable instructions,
-then P, then the earlier (s_j, solution_j) pairs in order, then s_i, and only then the mode's instruction):
-servers with a prefix cache (vLLM automatic prefix caching, llama.cpp slots) reuse the work for that prefix, in
-whichever mode each step runs.
+The prompts are laid out for prefix caches (vLLM automatic prefix caching, llama.cpp slots): what requests share
+comes first, what differs comes last.
+
+- Every SCALE request (decompose, select, assess, solve) starts with the same system prompt and a user turn that
+  opens with P (``PROBLEM``); the stage's task follows. Once one request of a problem has been processed, the
+  next ones, of whatever stage, find the system prompt and P in the cache.
+- The solve prompt (Eq. 5) is a conversation that grows by one exchange per sub-problem: a user turn with P, s_1
+  and its mode's instruction; the assistant turn with solution_1 exactly as the model wrote it; a user turn with
+  s_2; and so on. Each solve request is the previous request plus the model's own reply plus one short user
+  turn, which is exactly what the server's cache already holds, in whichever mode each step runs.
 """
 
 from __future__ import annotations
 
-DECOMPOSE_SYSTEM = (
-    "You break math problems into short, ordered sub-problems. Reply with JSON only."
+SCALE_SYSTEM = (
+    "You are a careful mathematician. You work on a math problem in stages: breaking it into sub-problems, "
+    "judging decompositions, rating difficulty, and solving the sub-problems one at a time. When you solve a "
+    "sub-problem, end your reply with its result written as \\boxed{...}. When asked for JSON, reply with JSON "
+    "only."
 )
+"""The one system prompt of every SCALE stage and both modes: a stage- or mode-specific one would break the
+shared prefix."""
 
-DECOMPOSE_USER = """Break the problem below into at most {max_subproblems} ordered sub-problems. \
+PROBLEM = "Original problem:\n{problem}\n\n"
+"""Opens the first user turn of every SCALE request."""
+
+DECOMPOSE_USER = PROBLEM + """Break the problem above into at most {max_subproblems} ordered sub-problems. \
 Each sub-problem is one short question that can be answered using the problem and the answers to the \
 earlier sub-problems. The last sub-problem must ask for the final answer to the whole problem.
 
-Reply with JSON of the form {{"subproblems": ["first sub-problem", "second sub-problem", ...]}}.
+Reply with JSON of the form {{"subproblems": ["first sub-problem", "second sub-problem", ...]}}."""
 
-Problem:
-{problem}"""
-
-SELECT_SYSTEM = "You judge problem decompositions. Reply with JSON only."
-
-SELECT_USER = """Here is a math problem and {count} candidate decompositions into sub-problems. \
-Choose the best one by logical correctness, clarity, completeness and relevance.
-
-Problem:
-{problem}
+SELECT_USER = PROBLEM + """Here are {count} candidate decompositions of the problem above into sub-problems.
 
 {candidates}
 
-Reply with JSON of the form {{"choice": N}} where N is the number of the best candidate (1 to {count})."""
+Choose the best one by logical correctness, clarity, completeness and relevance. Reply with JSON of the form \
+{{"choice": N}} where N is the number of the best candidate (1 to {count})."""
 
-ASSESS_SYSTEM = "You rate the difficulty of math sub-problems. Reply with JSON only."
-
-ASSESS_USER = """Rate how difficult the current sub-problem is to solve correctly, as a number from 0 \
-(trivial: can be answered immediately) to 1 (very hard: needs careful multi-step reasoning).
-
-Original problem:
-{problem}
-
-{earlier}Current sub-problem:
+ASSESS_USER = PROBLEM + """{earlier}Current sub-problem:
 {subproblem}
 
-Reply with JSON of the form {{"difficulty": D}} with D between 0 and 1."""
+Rate how difficult the current sub-problem is to solve correctly, as a number from 0 (trivial: can be answered \
+immediately) to 1 (very hard: needs careful multi-step reasoning). Reply with JSON of the form \
+{{"difficulty": D}} with D between 0 and 1."""
 
 EARLIER_SUBPROBLEMS = "Earlier sub-problems:\n{items}\n\n"
 EARLIER_SOLVED = "Earlier sub-problems and their solutions:\n{items}\n\n"
 
-# --- solving (Eq. 5): stable instructions + P + earlier (s_j, solution_j) + s_i --------------------------------
-
-SOLVE_SYSTEM = (
-    "You are a careful mathematician. You solve a math problem one sub-problem at a time. End every reply with "
-    "the result of the current sub-problem written as \\boxed{...}."
-)
-"""The same for both modes: a mode-specific system prompt would break the shared prefix between steps."""
+# --- solving (Eq. 5): one (user: s_j, assistant: solution_j) exchange per sub-problem, P in the first turn ----
 
 SOLVE_FAST = "Answer the current sub-problem directly and briefly, without long working."
 """System 1's instruction, placed after the current sub-problem (the end of the prompt)."""
@@ -63,15 +57,11 @@ SOLVE_FAST = "Answer the current sub-problem directly and briefly, without long 
 SOLVE_DEEP = "Solve the current sub-problem by reasoning step by step, checking each step."
 """System 2's instruction, placed after the current sub-problem (the end of the prompt)."""
 
-SOLVE_PROBLEM = "Original problem:\n{problem}\n"
-
-SOLVE_EARLIER_STEP = "\nSub-problem {number}: {subproblem}\nSolution {number}: {solution}\n"
-
-SOLVE_CURRENT = "\nCurrent sub-problem {number}: {subproblem}\n\n{instruction}\n"
+SOLVE_CURRENT = "Current sub-problem {number}: {subproblem}\n\n{instruction}"
 
 SOLVE_CURRENT_LAST = (
-    "\nCurrent sub-problem {number} (the last one): {subproblem}\n"
-    "Its answer is the final answer to the original problem: put that in \\boxed{{...}}.\n\n{instruction}\n"
+    "Current sub-problem {number} (the last one): {subproblem}\n"
+    "Its answer is the final answer to the original problem: put that in \\boxed{{...}}.\n\n{instruction}"
 )
 
 FINAL_ASK = " Then state the final answer to the original problem."

@@ -23,7 +23,6 @@ Used by the unit tests (through the real HTTP client), the fault tests and the b
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 import time
@@ -67,21 +66,20 @@ def stage_of(body: dict[str, Any]) -> str:
     """Which SCALE stage sent this request: decompose, select, assess, system1, system2 or other."""
     messages = body.get("messages") or []
     system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
-    if "break math problems" in system:
-        return "decompose"
-    if "judge problem decompositions" in system:
-        return "select"
-    if "rate the difficulty" in system:
-        return "assess"
-    if "one sub-problem at a time" in system:
-        return "system2" if user_text(body).rstrip().endswith(prompts.SOLVE_DEEP) else "system1"
+    if system != prompts.SCALE_SYSTEM:
+        return "other"
+    task = str(messages[-1].get("content", ""))  # every stage states its task at the end of the last turn
+    for stage, ending in (("decompose", '{"subproblems":'), ("select", '{"choice": N}'),
+                          ("assess", '{"difficulty": D}'), ("system2", prompts.SOLVE_DEEP),
+                          ("system1", prompts.SOLVE_FAST)):
+        if ending in task[-200:]:
+            return stage
     return "other"
 
 
 def user_text(body: dict[str, Any]) -> str:
-    """The last user message of a request."""
-    users = [m.get("content", "") for m in body.get("messages") or [] if m.get("role") == "user"]
-    return str(users[-1]) if users else ""
+    """Every user turn of a request, joined, the last one last (a later solve turn does not repeat P)."""
+    return "\n\n".join(str(m.get("content", "")) for m in body.get("messages") or [] if m.get("role") == "user")
 
 
 def scale_script(body: dict[str, Any]) -> Reply:
@@ -93,10 +91,10 @@ def scale_script(body: dict[str, Any]) -> Reply:
     if stage == "select":
         return Reply(content='{"choice": 1}')
     if stage == "assess":
-        current = user_text(body).rsplit("Current sub-problem:", 1)[-1]
+        current = user_text(body).rsplit("Current sub-problem:", 1)[-1].split("\n\n", 1)[0]
         return Reply(content='{"difficulty": 0.9}' if "final answer" in current else '{"difficulty": 0.1}')
     if stage in {"system1", "system2"}:
-        number = len(re.findall(r"^Solution \d+:", user_text(body), flags=re.MULTILINE)) + 1
+        number = sum(m.get("role") == "assistant" for m in body.get("messages") or []) + 1  # earlier solutions
         return Reply(content=f"Working for step {number}. \\boxed{{{number * 10}}}")
     return Reply(content="ok")
 

@@ -9,9 +9,9 @@ import pytest
 
 from scale_graph import solve
 from scale_graph.context import Context
-from scale_graph.models import build_profiles, call_model, messages_for
+from scale_graph.models import build_profiles, call_model
 from scale_graph.nodes.route import select_mode
-from scale_graph.nodes.solve import solve_prompt
+from scale_graph.nodes.solve import solve_messages
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,15 @@ def test_three_gsm8k_problems(embedded_server) -> None:
 
 
 def test_consecutive_solve_prompts_hit_the_prefix_cache(embedded_server) -> None:
-    """Eq. 5 prompts grow by appending; the server serves the shared prefix from its cache, and we count it."""
-    profile = build_profiles(Context(system1_max_tokens=16), embedded_server.base_url, "local").system1
+    """Each Eq. 5 request extends the previous one and its reply; the slot serves all that from its cache."""
+    profiles = build_profiles(Context(system1_max_tokens=24, system2_max_tokens=24), embedded_server.base_url,
+                              "local")
     problem = gsm8k(1)[0]["problem"]
     subs = ["How many clips in April?", "How many clips in May?", "How many altogether?"]
-    first = solve_prompt(problem, subs, [], "system2")
-    step = {"index": 0, "subproblem": subs[0], "solution": "48 clips. \\boxed{48}"}
-    second = solve_prompt(problem, subs, [step], "system1")  # type: ignore[list-item]  # a mode switch
-    assert second.startswith(first.split("\nCurrent sub-problem")[0])
-    call_model(profile, messages_for(profile, None, first))
-    reply = call_model(profile, messages_for(profile, None, second))
-    shared_chars = len(first.split("\nCurrent sub-problem")[0])
-    assert reply.cached_tokens > 0.5 * shared_chars / 4  # most of the shared prefix (~4 chars a token) was cached
-    assert reply.cached_tokens <= reply.prompt_tokens
+    first = call_model(profiles.system2, solve_messages(profiles.system2, problem, subs, [], "system2"))
+    step = {"index": 0, "subproblem": subs[0], "mode": "system2", "solution": first.content}
+    second = call_model(profiles.system1,  # a mode switch
+                        solve_messages(profiles.system1, problem, subs, [step], "system1"))  # type: ignore[list-item]
+    # the whole first prompt and (nearly) the reply as generated: only the new turn's tokens are computed
+    assert second.cached_tokens >= first.prompt_tokens + first.completion_tokens - 2, (first, second)
+    assert second.cached_tokens <= second.prompt_tokens

@@ -83,7 +83,7 @@ def test_transport_faults_become_retryable_endpoint_errors(server, fault) -> Non
     profile = build_profiles(Context(), server.base_url, "fake-model").system1
     server.script = lambda body: fault
     with pytest.raises(EndpointError) as info:
-        call_model(profile, messages_for(profile, prompts.SOLVE_SYSTEM, "x"))
+        call_model(profile, messages_for(profile, prompts.SCALE_SYSTEM, "x"))
     assert info.value.retryable and server.base_url in str(info.value)
 
 

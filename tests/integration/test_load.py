@@ -106,10 +106,10 @@ def request_id(body: dict) -> tuple[str, str, int | str] | None:
     if tag is None:
         return None
     stage = stage_of(body)
-    if stage in {"system1", "system2"}:  # the prompt lists the solutions so far: "Solution 1:", ...
-        return stage, tag.group(), len(re.findall(r"^Solution \d+:", text, flags=re.MULTILINE))
+    if stage in {"system1", "system2"}:  # one assistant turn per solution so far
+        return stage, tag.group(), sum(m.get("role") == "assistant" for m in body["messages"])
     if stage == "assess":
-        current = text.rsplit("Current sub-problem:", 1)[-1]
+        current = text.rsplit("Current sub-problem:", 1)[-1].split("\n\n", 1)[0]
         return stage, tag.group(), next((i for i, s in enumerate(SUBPROBLEMS) if s in current), -1)
     return stage, tag.group(), "*"
 

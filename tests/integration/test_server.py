@@ -168,13 +168,12 @@ async def test_a_prompt_injection_is_solved_as_plain_problem_text(server) -> Non
     bodies = server.fake.requests[asked:]
     assert len(bodies) == 6
     for body in bodies:
-        for message in body["messages"]:
-            text = str(message.get("content", ""))
-            if message["role"] != "user":
-                assert injection not in text  # never in a system prompt
-                continue
-            # only ever as the problem, right after its label; never as the instructions
-            assert text.count(injection) == 1 and re.search(r"[Pp]roblem:\n" + re.escape(injection), text), text
+        users = [str(m.get("content", "")) for m in body["messages"] if m["role"] == "user"]
+        others = [str(m.get("content", "")) for m in body["messages"] if m["role"] != "user"]
+        assert not any(injection in text for text in others)  # never in a system prompt
+        # only ever as the problem, once, right after its label in the first user turn; never as the instructions
+        assert re.match(r"[Oo]riginal problem:\n" + re.escape(injection) + "\n", users[0]), users[0]
+        assert "\n\n".join(users).count(injection) == 1
 
 
 # --- threads and runs through langgraph-sdk ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from scale_graph.nodes.assess import DIFFICULTY_FALLBACK
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
 from scale_graph.nodes.select import NO_VALID_DECOMPOSITION, SELECTION_UNPARSED
 from scale_graph.testing import Reply, stage_of
-from tests.conftest import SUBPROBLEMS, fake_context, make_script
+from tests.conftest import SUBPROBLEMS, current_subproblem, fake_context, make_script
 
 PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether?"
 
@@ -37,23 +37,28 @@ def test_context_follows_eq5(fake_models) -> None:
     result = solve(PROBLEM, context=fake_context())
     calls = solve_calls(fakes)
     assert len(calls) == 3
-    prompts_sent = [c["messages"][-1]["content"] for c in calls]
-    # C_1 = P: no earlier solutions
-    assert prompts_sent[0].startswith(f"Original problem:\n{PROBLEM}\n")
-    assert "Solution 1:" not in prompts_sent[0]
-    # C_i = P + every earlier (s_j, solution_j), in order, then s_i
-    for i, text in enumerate(prompts_sent):
-        earlier = [text.index(f"Sub-problem {j + 1}: {SUBPROBLEMS[j]}") for j in range(i)]
-        sols = [text.index(f"Solution {j + 1}: {result.steps[j]['solution']}") for j in range(i)]
-        current = text.index(SUBPROBLEMS[i], max(sols, default=0))
-        assert earlier == sorted(earlier)
-        assert all(e < s for e, s in zip(earlier, sols, strict=True))
-        assert all(s < current for s in sols)
-    # each prompt extends the previous one's prefix up to its current sub-problem (prefix-cache friendly)
-    for prev, nxt in itertools.pairwise(prompts_sent):
-        head = prev.split("\nCurrent sub-problem")[0]
-        assert nxt.startswith(head)
-    assert "the last one" in prompts_sent[-1] and "the last one" not in prompts_sent[0]
+    for i, call in enumerate(calls):
+        messages = call["messages"]
+        # C_i = P + every earlier (s_j, solution_j) in order, then s_i: one exchange per earlier sub-problem
+        assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * i + ["user"]
+        assert messages[1]["content"].startswith(f"Original problem:\n{PROBLEM}\n")  # C_1 = P
+        for j in range(i):
+            assert f"sub-problem {j + 1}: {SUBPROBLEMS[j]}" in messages[1 + 2 * j]["content"]
+            assert messages[2 + 2 * j]["content"] == result.steps[j]["solution"]
+        assert current_subproblem(call) == SUBPROBLEMS[i]
+        assert PROBLEM not in "".join(m["content"] for m in messages[2:])  # P is stated once
+    assert "the last one" in calls[-1]["messages"][-1]["content"]
+    assert "the last one" not in calls[0]["messages"][-1]["content"]
+    assert_each_request_extends_the_previous(calls, result.steps)
+
+
+def assert_each_request_extends_the_previous(calls, steps) -> None:
+    """Request i+1 = request i + the model's reply, verbatim + one user turn: what a prefix cache holds."""
+    for prev, nxt, step in zip(calls, calls[1:], steps, strict=False):
+        n = len(prev["messages"])
+        assert nxt["messages"][:n] == prev["messages"]
+        assert nxt["messages"][n] == {"role": "assistant", "content": step["solution"]}
+        assert [m["role"] for m in nxt["messages"][n + 1:]] == ["user"]
 
 
 def test_answer_comes_from_last_step_and_usage_sums(fake_models) -> None:
@@ -149,8 +154,7 @@ def test_contextual_policy_scores_each_step_with_earlier_solutions(fake_models) 
     fakes = fake_models(make_script())
     result = solve(PROBLEM, context=fake_context(assess="contextual", candidates=1))
     assert fakes.stages() == ["decompose", "assess", "system2", "assess", "system2", "assess", "system2"]
-    assess_prompts = [c["messages"][-1]["content"] for c in fakes.calls if c["messages"][0]["content"]
-                      == prompts.ASSESS_SYSTEM]
+    assess_prompts = [c["messages"][-1]["content"] for c in fakes.calls if stage_of(c) == "assess"]
     assert "Solution" not in assess_prompts[0]
     assert f"Solution: {result.steps[0]['solution']}" in assess_prompts[1]
     assert f"Solution: {result.steps[1]['solution']}" in assess_prompts[2]
@@ -160,8 +164,7 @@ def test_upfront_policy_scores_from_subproblem_texts_only(fake_models) -> None:
     fakes = fake_models(make_script())
     solve(PROBLEM, context=fake_context(candidates=1))
     assert fakes.stages()[:4] == ["decompose", "assess", "assess", "assess"]
-    assess_prompts = sorted(c["messages"][-1]["content"] for c in fakes.calls
-                            if c["messages"][0]["content"] == prompts.ASSESS_SYSTEM)
+    assess_prompts = sorted(c["messages"][-1]["content"] for c in fakes.calls if stage_of(c) == "assess")
     assert all("Solution" not in p for p in assess_prompts)
     assert any(f"Earlier sub-problems:\n1. {SUBPROBLEMS[0]}\n2. {SUBPROBLEMS[1]}" in p for p in assess_prompts)
 
@@ -206,16 +209,31 @@ def test_permanent_client_error_stops_the_run_with_the_url(fake_models) -> None:
 
 
 def test_solve_prompts_share_their_prefix_across_modes(fake_models) -> None:
-    """Switching mode between steps must not break the cached prefix: the instruction comes last."""
+    """Switching mode between steps must not break the cached prefix: the instruction ends its own turn."""
     scores = dict(zip(SUBPROBLEMS, ['{"difficulty": 0.9}', '{"difficulty": 0.0}', '{"difficulty": 0.9}'],
                       strict=True))
     fakes = fake_models(make_script(difficulty=scores))
-    solve(PROBLEM, context=fake_context())
+    result = solve(PROBLEM, context=fake_context())
     calls = solve_calls(fakes)
     assert [stage_of(c) for c in calls] == ["system2", "system1", "system2"]
     assert len({c["messages"][0]["content"] for c in calls}) == 1  # one system prompt for both modes
-    texts = [c["messages"][-1]["content"] for c in calls]
-    for prev, nxt in itertools.pairwise(texts):
-        shared = prev.split("\nCurrent sub-problem")[0]
-        assert nxt.startswith(shared)
-    assert texts[0].rstrip().endswith(prompts.SOLVE_DEEP) and texts[1].rstrip().endswith(prompts.SOLVE_FAST)
+    assert_each_request_extends_the_previous(calls, result.steps)
+    turns = [m["content"] for m in calls[-1]["messages"] if m["role"] == "user"]
+    assert [t.endswith(prompts.SOLVE_DEEP) for t in turns] == [True, False, True]  # earlier turns kept as sent
+    assert turns[1].endswith(prompts.SOLVE_FAST)
+
+
+def test_every_stage_shares_the_system_prompt_and_problem_prefix(fake_models) -> None:
+    """Decompose, select, assess and solve requests all open with the same system prompt and P, so after the
+    first request of a problem a prefix cache serves that part to every later one, whatever the stage."""
+    counter = itertools.count()  # two different valid candidates, so the select stage runs too
+    fakes = fake_models(make_script(decomposition=lambda body: json.dumps(
+        {"subproblems": SUBPROBLEMS[next(counter) % 2:]})))
+    solve(PROBLEM, context=fake_context(candidates=4))
+    stages = {stage_of(c) for c in fakes.calls}
+    assert {"decompose", "select", "assess"} <= stages and stages & {"system1", "system2"}
+    head = prompts.PROBLEM.format(problem=PROBLEM)
+    for call in fakes.calls:
+        assert call["messages"][0] == {"role": "system", "content": prompts.SCALE_SYSTEM}
+        assert call["messages"][1]["role"] == "user" and call["messages"][1]["content"].startswith(head)
+

@@ -8,7 +8,7 @@ from scale_graph.nodes.decompose import decompose, plan_decompositions
 from scale_graph.nodes.finalize import extract_boxed, finalize
 from scale_graph.nodes.route import next_step, route, select_mode
 from scale_graph.nodes.select import select
-from scale_graph.nodes.solve import solve_deep, solve_fast, solve_prompt
+from scale_graph.nodes.solve import solve_deep, solve_fast, solve_messages
 from scale_graph.nodes.start import start
 
 __all__ = [
@@ -24,6 +24,6 @@ __all__ = [
     "select_mode",
     "solve_deep",
     "solve_fast",
-    "solve_prompt",
+    "solve_messages",
     "start",
 ]

@@ -79,7 +79,7 @@ def assess(task: AssessTask, runtime: Runtime[Context]) -> dict[str, Any]:
     i = task["index"]
     result = call_json(
         profiles.control,
-        messages_for(profiles.control, prompts.ASSESS_SYSTEM, assess_prompt(task)),
+        messages_for(profiles.control, None, assess_prompt(task)),
         schema_name="difficulty",
         schema=SCHEMA,
         parse=parse_difficulty,

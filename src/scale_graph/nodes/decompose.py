@@ -55,7 +55,7 @@ def decompose(task: DecomposeTask, runtime: Runtime[Context]) -> dict[str, Any]:
     user = prompts.DECOMPOSE_USER.format(problem=task["problem"], max_subproblems=ctx.max_subproblems)
     result = call_json(
         profiles.control,
-        messages_for(profiles.control, prompts.DECOMPOSE_SYSTEM, user),
+        messages_for(profiles.control, None, user),
         schema_name="decomposition",
         schema=SCHEMA,
         parse=lambda data: parse_decomposition(data, ctx.max_subproblems),

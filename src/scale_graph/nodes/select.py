@@ -64,7 +64,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                                           candidates=_format_candidates(options))
         result = call_json(
             profiles.control,
-            messages_for(profiles.control, prompts.SELECT_SYSTEM, user),
+            messages_for(profiles.control, None, user),
             schema_name="selection",
             schema={"type": "object", "properties": {"choice": {"type": "integer"}}, "required": ["choice"],
                     "additionalProperties": False},

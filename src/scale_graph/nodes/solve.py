@@ -1,32 +1,45 @@
-"""Stage 4: solve sub-problem i in its mode, with context C_i = P + every earlier (s_j, solution_j) (Eq. 5)."""
+"""Stage 4: solve sub-problem i in its mode, with context C_i = P + every earlier (s_j, solution_j) (Eq. 5).
+
+C_i is sent as a conversation (see ``solve_messages``) so consecutive requests extend each other exactly.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from scale_graph import prompts
 from scale_graph.context import Context
-from scale_graph.models import call_model, messages_for
+from scale_graph.models import ModeProfile, call_model, messages_for
 from scale_graph.nodes._runtime import emit, profiles_of, trace
 from scale_graph.state import Mode, State, StepResult
 
 MODE_INSTRUCTION: dict[Mode, str] = {"system1": prompts.SOLVE_FAST, "system2": prompts.SOLVE_DEEP}
 
 
-def solve_prompt(problem: str, subproblems: list[str], steps: list[StepResult], mode: Mode) -> str:
-    """The user prompt for the next sub-problem: P, earlier (s_j, solution_j) in order, s_i, mode instruction.
+def solve_turn(problem: str, subproblems: list[str], index: int, mode: Mode) -> str:
+    """The user turn that asks for sub-problem ``index`` in ``mode`` (the first turn also states P)."""
+    template = prompts.SOLVE_CURRENT_LAST if index == len(subproblems) - 1 else prompts.SOLVE_CURRENT
+    turn = template.format(number=index + 1, subproblem=subproblems[index], instruction=MODE_INSTRUCTION[mode])
+    return prompts.PROBLEM.format(problem=problem) + turn if index == 0 else turn
 
-    Consecutive prompts of one problem share a growing prefix whatever the modes, which prefix caches reuse.
+
+def solve_messages(profile: ModeProfile, problem: str, subproblems: list[str], steps: list[StepResult],
+                   mode: Mode) -> list[BaseMessage]:
+    """The context C_i of Eq. 5 as a conversation, ending with the user turn for s_i in ``mode``.
+
+    Before it comes one (user: s_j, assistant: solution_j) exchange per earlier sub-problem, replayed exactly as
+    it was sent and answered. Each request is thus the previous one plus the model's own reply plus one short
+    turn: a prefix cache holds all of it but that last turn, whatever the modes.
     """
-    i = len(steps)
-    parts = [prompts.SOLVE_PROBLEM.format(problem=problem)]
-    parts += [prompts.SOLVE_EARLIER_STEP.format(number=s["index"] + 1, subproblem=s["subproblem"],
-                                                solution=s["solution"].strip()) for s in steps]
-    template = prompts.SOLVE_CURRENT_LAST if i == len(subproblems) - 1 else prompts.SOLVE_CURRENT
-    parts.append(template.format(number=i + 1, subproblem=subproblems[i], instruction=MODE_INSTRUCTION[mode]))
-    return "".join(parts)
+    modes = [step["mode"] for step in steps] + [mode]
+    messages = messages_for(profile, None, solve_turn(problem, subproblems, 0, modes[0]))
+    for step, next_mode in zip(steps, modes[1:], strict=True):
+        messages += [AIMessage(step["solution"]),
+                     HumanMessage(solve_turn(problem, subproblems, step["index"] + 1, next_mode))]
+    return messages
 
 
 def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any]:
@@ -38,7 +51,7 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
     emit(runtime, "solving", index=i, mode=mode, difficulty=assessment["difficulty"])
     reply = call_model(
         profile,
-        messages_for(profile, None, solve_prompt(state["problem"], state["subproblems"], steps, mode)),
+        solve_messages(profile, state["problem"], state["subproblems"], steps, mode),
         **trace(runtime, "solve", state.get("problem_id"), mode=mode, subproblem=i,
                 difficulty=assessment["difficulty"]),
     )
