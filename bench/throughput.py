@@ -2,9 +2,10 @@
 
 Both arms run the real ``scale eval`` command (a subprocess each, into fresh result directories) against one
 embedded server started here, on the same problems and settings, one after the other; their order alternates
-between rounds. Throughput is attempts per minute.
+between rounds. Throughput is attempts per minute. With as many problems as slots the concurrent arm would wait
+for its slowest problem with the other slots idle, so the default is twice that.
 
-    python bench/throughput.py [--problems 6] [--rounds 1]
+    python bench/throughput.py [--problems 8] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def eval_minutes(base_url: str, concurrency: int, problems: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", type=int, default=6)
+    parser.add_argument("--problems", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     print(f"machine: {machine()}")
