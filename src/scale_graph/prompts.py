@@ -14,6 +14,8 @@ comes first, what differs comes last.
 
 from __future__ import annotations
 
+import hashlib
+
 SCALE_SYSTEM = (
     "You are a careful mathematician. You work on a math problem in stages: breaking it into sub-problems, "
     "judging decompositions, rating difficulty, and solving the sub-problems one at a time. When you solve a "
@@ -105,3 +107,13 @@ Summarize the progress so far in a few sentences: the facts and intermediate res
 remains to be done. Do not solve the rest of the problem."""
 
 INFTY_PREVIOUS = "Summary of the earlier reasoning:\n{summary}\n\n"
+
+
+def version() -> str:
+    """8 hex digits of every prompt text above, part of an evaluation run's identity.
+
+    A run resumed after the prompts changed starts a new results file instead of mixing the two versions.
+    """
+    texts = sorted((k, v) for k, v in globals().items() if k.isupper() and isinstance(v, str))
+    return hashlib.sha256(repr(texts).encode()).hexdigest()[:8]
+

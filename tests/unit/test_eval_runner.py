@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from scale_graph import prompts
 from scale_graph.cli import main
 from scale_graph.eval.datasets import load_dataset
 from scale_graph.eval.metrics import compute_all
@@ -114,6 +115,16 @@ def test_different_settings_are_a_different_run(fake_models, tmp_path):
     a = make_run(tmp_path, method="scale")
     b = EvalRun(dataset=a.dataset, method=a.method, context=fake_context(threshold=0.7), out_dir=a.out_dir)
     assert a.path != b.path and a.settings()["threshold"] == 0.2 and b.settings()["threshold"] == 0.7
+
+
+def test_changed_prompts_are_a_different_run(fake_models, tmp_path, monkeypatch):
+    """Resuming after the prompts changed must not mix rows of the two prompt versions in one file."""
+    fake_models(doubling_script)
+    before = make_run(tmp_path, method="scale")
+    version, path = before.settings()["prompts"], before.path
+    monkeypatch.setattr(prompts, "SOLVE_DEEP", prompts.SOLVE_DEEP + " Be brief.")
+    after = make_run(tmp_path, method="scale")
+    assert after.settings()["prompts"] != version and after.path != path
 
 
 def test_a_failing_attempt_is_not_written_and_runs_again(fake_models, tmp_path):

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scale_graph import prompts
 from scale_graph.api import run_config
 from scale_graph.context import Context
 from scale_graph.eval.datasets import Dataset, Problem
@@ -58,9 +59,9 @@ class EvalRun:
         self.context = ctx
 
     def settings(self) -> dict[str, Any]:
-        """The Context fields the method depends on, plus the number of samples."""
+        """The Context fields the method depends on, the number of samples and the version of the prompts."""
         out = {name: getattr(self.context, name) for name in self.method.settings}
-        return {**out, "samples": self.samples}
+        return {**out, "samples": self.samples, "prompts": prompts.version()}
 
     @property
     def run_id(self) -> str:
