@@ -11,17 +11,20 @@ for its slowest problem with the other slots idle, so the default is twice that.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from _common import machine, slot_scaling, verdict
+from _common import machine, mean, slot_scaling, verdict
 
 from scale_graph.local import EmbeddedServer
 
 
-def eval_minutes(base_url: str, concurrency: int, problems: int) -> float:
+def eval_minutes(base_url: str, concurrency: int, problems: int) -> tuple[float, str]:
+    """Minutes the ``scale eval`` command took, and the work it did (tokens per attempt, from its results)."""
     with tempfile.TemporaryDirectory() as out:
         argv = [sys.executable, "-m", "scale_graph.cli", "eval", "--dataset", "gsm8k_dev", "--method", "scale",
                 "--limit", str(problems), "--concurrency", str(concurrency), "--out", out, "--quiet",
@@ -29,7 +32,11 @@ def eval_minutes(base_url: str, concurrency: int, problems: int) -> float:
                 "--system2-max-tokens", "256", "--control-max-tokens", "192"]
         start = time.perf_counter()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        return (time.perf_counter() - start) / 60
+        minutes = (time.perf_counter() - start) / 60
+        rows = [json.loads(line) for path in Path(out).glob("*.jsonl") for line in path.read_text().splitlines()]
+        work = (f"{mean([r['tokens']['completion'] for r in rows]):.0f} completion + "
+                f"{mean([r['tokens']['prompt'] for r in rows]):.0f} prompt tokens per attempt")
+        return minutes, work
 
 
 def main() -> None:
@@ -43,10 +50,10 @@ def main() -> None:
         ceiling = slot_scaling(server.base_url)
         for r in range(args.rounds):
             for concurrency in ((4, 1) if r % 2 == 0 else (1, 4)):
-                minutes = eval_minutes(server.base_url, concurrency, args.problems)
+                minutes, work = eval_minutes(server.base_url, concurrency, args.problems)
                 rates[concurrency].append(args.problems / minutes)
                 print(f"concurrency {concurrency}: {args.problems} attempts in {minutes * 60:.0f} s "
-                      f"= {rates[concurrency][-1]:.2f} attempts/min", flush=True)
+                      f"= {rates[concurrency][-1]:.2f} attempts/min ({work})", flush=True)
     ratio = (sum(rates[4]) / len(rates[4])) / (sum(rates[1]) / len(rates[1]))
     verdict("eval throughput", f"{ratio:.2f}x the attempts per minute at concurrency 4 vs 1", ">= 1.8x",
             ratio >= 1.8, f"bounded by the server: 4 slots decode only {ceiling:.2f}x faster than 1 on this CPU")
