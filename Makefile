@@ -35,7 +35,7 @@ lint: dev
 bench: dev
 	# (a)-(e), sized for about 30 minutes on 2 cores; (e) on 4 problems here, on 50 in bench-frontier.
 	cd bench && ../$(PY) concurrency.py --problems 4 && ../$(PY) overhead.py && ../$(PY) throughput.py --problems 8 \
-	  && ../$(PY) prefix_cache.py --problems 3 && ../$(PY) frontier.py --limit 4 --out ../bench-results/frontier-4
+	  && ../$(PY) prefix_cache.py --problems 4 && ../$(PY) frontier.py --limit 4 --out ../bench-results/frontier-4
 
 .PHONY: bench-frontier
 bench-frontier: dev
