@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 
 SCALE_SYSTEM = (
-    "You are a careful mathematician. You work on a math problem in stages: breaking it into sub-problems, "
-    "judging decompositions, rating difficulty, and solving the sub-problems one at a time. When you solve a "
-    "sub-problem, end your reply with its result written as \\boxed{...}. When asked for JSON, reply with JSON "
-    "only."
+    "You are a careful mathematician. You solve a math problem one sub-problem at a time. End every solution "
+    "with the result of the current sub-problem written as \\boxed{...}."
 )
 """The one system prompt of every SCALE stage and both modes: a stage- or mode-specific one would break the
-shared prefix."""
+shared prefix. It says nothing of JSON: a small model then answers its solve turns in JSON too (55% of them in
+one run). The control stages ask for JSON in their own turn, and ``response_format`` enforces it."""
 
 PROBLEM = "Original problem:\n{problem}\n\n"
 """Opens the first user turn of every SCALE request."""
@@ -53,10 +52,16 @@ EARLIER_SOLVED = "Earlier sub-problems and their solutions:\n{items}\n\n"
 
 # --- solving (Eq. 5): one (user: s_j, assistant: solution_j) exchange per sub-problem, P in the first turn ----
 
-SOLVE_FAST = "Answer the current sub-problem directly and briefly, without long working."
+SOLVE_FAST = (
+    "Answer the current sub-problem directly and briefly, without long working, in plain text. End with its "
+    "result in \\boxed{...}."
+)
 """System 1's instruction, placed after the current sub-problem (the end of the prompt)."""
 
-SOLVE_DEEP = "Solve the current sub-problem by reasoning step by step, checking each step."
+SOLVE_DEEP = (
+    "Solve the current sub-problem by reasoning step by step in plain text, checking each step. End with its "
+    "result in \\boxed{...}."
+)
 """System 2's instruction, placed after the current sub-problem (the end of the prompt)."""
 
 SOLVE_CURRENT = "Current sub-problem {number}: {subproblem}\n\n{instruction}"
