@@ -52,9 +52,9 @@ def main() -> None:
     # path (another decomposition, more sub-problems) and does more work. The figure compares equal work: the
     # problems on which both arms made the same calls and generated the same tokens.
     same = [(c[0], s[0]) for c, s in zip(conc, seq, strict=True) if c[1:] == s[1:]]
-    all_ratio = mean([s[0] for s in seq]) / mean([c[0] for c in conc])
-    print(f"all {len(conc)} problems: mean seconds concurrent {mean([c[0] for c in conc]):.1f}, one at a time "
-          f"{mean([s[0] for s in seq]):.1f} ({all_ratio:.2f}x, includes problems where the arms did different work)")
+    conc_mean, seq_mean = mean([c[0] for c in conc]), mean([s[0] for s in seq])
+    print(f"all {len(conc)} problems: mean seconds concurrent {conc_mean:.1f}, one at a time {seq_mean:.1f} "
+          f"({seq_mean / conc_mean:.2f}x, includes problems where the arms did different work)")
     if same:
         ratio = sum(s for _, s in same) / sum(c for c, _ in same)
         value = f"{ratio:.2f}x faster than one request at a time on the {len(same)} problems with equal work"

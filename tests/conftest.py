@@ -10,7 +10,7 @@ import pytest
 
 from scale_graph import models
 from scale_graph.context import Context
-from scale_graph.testing import FakeChatModels, Reply, Script, scale_script, stage_of
+from scale_graph.testing import FakeChatModels, Reply, Script, current_subproblem, scale_script, stage_of
 
 FAKE_URL = "http://fake.invalid/v1"
 
@@ -40,15 +40,6 @@ def fake_context(**overrides: Any) -> Context:
 
 
 SUBPROBLEMS = ["How many in April?", "How many in May?", "What is the final answer?"]
-
-
-def current_subproblem(body: dict[str, Any]) -> str:
-    """The sub-problem an assessment or solve request is about."""
-    text = body["messages"][-1]["content"]
-    if "Current sub-problem:\n" in text:  # assessment prompt
-        return text.rsplit("Current sub-problem:\n", 1)[1].split("\n\n", 1)[0].strip()
-    line = text.rsplit("Current sub-problem ", 1)[1]  # solve turn: "N: text" or "N (the last one): text"
-    return line.split(": ", 1)[1].split("\n", 1)[0].strip()
 
 
 def make_script(

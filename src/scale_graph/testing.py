@@ -69,12 +69,29 @@ def stage_of(body: dict[str, Any]) -> str:
     if system != prompts.SCALE_SYSTEM:
         return "other"
     task = str(messages[-1].get("content", ""))  # every stage states its task at the end of the last turn
-    for stage, ending in (("decompose", '{"subproblems":'), ("select", '{"choice": N}'),
-                          ("assess", '{"difficulty": D}'), ("system2", prompts.SOLVE_DEEP),
-                          ("system1", prompts.SOLVE_FAST)):
-        if ending in task[-200:]:
+    if task.endswith(prompts.SOLVE_DEEP):
+        return "system2"
+    if task.endswith(prompts.SOLVE_FAST):
+        return "system1"
+    last_paragraph = task.rsplit("\n\n", 1)[-1]  # a control stage's reply format
+    for stage, form in (("decompose", '{"subproblems":'), ("select", '{"choice": N}'), ("assess", '{"difficulty": D}')):
+        if form in last_paragraph:
             return stage
     return "other"
+
+
+def current_subproblem(body: dict[str, Any]) -> str:
+    """The sub-problem an assessment or solve request is about."""
+    text = str(body["messages"][-1]["content"])
+    if "Current sub-problem:\n" in text:  # assessment prompt
+        return text.rsplit("Current sub-problem:\n", 1)[1].split("\n\n", 1)[0].strip()
+    line = text.rsplit("Current sub-problem ", 1)[1]  # solve turn: "N: text" or "N (the last one): text"
+    return line.split(": ", 1)[1].split("\n", 1)[0].strip()
+
+
+def earlier_solutions(body: dict[str, Any]) -> int:
+    """How many solved sub-problems a solve request carries (one assistant turn each)."""
+    return sum(m.get("role") == "assistant" for m in body.get("messages") or [])
 
 
 def user_text(body: dict[str, Any]) -> str:
@@ -91,10 +108,10 @@ def scale_script(body: dict[str, Any]) -> Reply:
     if stage == "select":
         return Reply(content='{"choice": 1}')
     if stage == "assess":
-        current = user_text(body).rsplit("Current sub-problem:", 1)[-1].split("\n\n", 1)[0]
+        current = current_subproblem(body)
         return Reply(content='{"difficulty": 0.9}' if "final answer" in current else '{"difficulty": 0.1}')
     if stage in {"system1", "system2"}:
-        number = sum(m.get("role") == "assistant" for m in body.get("messages") or []) + 1  # earlier solutions
+        number = earlier_solutions(body) + 1
         return Reply(content=f"Working for step {number}. \\boxed{{{number * 10}}}")
     return Reply(content="ok")
 

@@ -23,7 +23,15 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 
-from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
+from scale_graph.testing import (
+    FakeOpenAIServer,
+    Reply,
+    current_subproblem,
+    earlier_solutions,
+    scale_script,
+    stage_of,
+    user_text,
+)
 from tests.integration.conftest import (
     FAST_RECOVERY,
     STARTUP_TIMEOUT,
@@ -107,9 +115,9 @@ def request_id(body: dict) -> tuple[str, str, int | str] | None:
         return None
     stage = stage_of(body)
     if stage in {"system1", "system2"}:  # one assistant turn per solution so far
-        return stage, tag.group(), sum(m.get("role") == "assistant" for m in body["messages"])
+        return stage, tag.group(), earlier_solutions(body)
     if stage == "assess":
-        current = text.rsplit("Current sub-problem:", 1)[-1].split("\n\n", 1)[0]
+        current = current_subproblem(body)
         return stage, tag.group(), next((i for i, s in enumerate(SUBPROBLEMS) if s in current), -1)
     return stage, tag.group(), "*"
 
