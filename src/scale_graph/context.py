@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 AssessPolicy = Literal["upfront", "contextual"]
-PresetName = Literal["prompted", "qwen3-hybrid", "paired"]
+PresetName = Literal["auto", "prompted", "qwen3-hybrid", "paired"]
+FinalStep = Literal["question", "decomposed"]
+
+MAX_SUBPROBLEMS = 20
+"""Default cap on a decomposition's length (longer ones are shortened, with a recorded fallback)."""
 
 MAX_PROBLEM_CHARS = 20_000
 """The longest problem text accepted (characters). Longer input is refused before any model call."""
@@ -71,12 +75,22 @@ class Context:
             "solutions in view (paper Eq. 3)."
         },
     )
-    preset: PresetName = field(
-        default="prompted",
+    final_step: FinalStep = field(
+        default="question",
         metadata={
-            "description": "How System 1/2 differ. 'prompted': any chat model, System 2 reasons step by step "
-            "with a larger budget. 'qwen3-hybrid': one Qwen3 model, thinking off/on via "
-            "chat_template_kwargs. 'paired': two models/endpoints (e.g. QwQ for System 2)."
+            "description": "'question' (reference code): the last sub-problem is replaced by the original "
+            "problem, its difficulty forced to 0.9 (the assessed d is kept beside it), so it is solved by "
+            "System 2 at any τ < 0.9 with every earlier result in context. 'decomposed': the decomposition's "
+            "own last sub-problem, routed by its assessed d (ablation)."
+        },
+    )
+    preset: PresetName = field(
+        default="auto",
+        metadata={
+            "description": "How System 1/2 differ. 'auto': 'qwen3-hybrid' when the endpoint serves a Qwen3 hybrid "
+            "model, else 'prompted'. 'prompted': any chat model, System 2 reasons step by step with a larger "
+            "budget. 'qwen3-hybrid': one Qwen3 model, thinking off/on via chat_template_kwargs, with the "
+            "reference's per-mode sampling. 'paired': two models/endpoints (e.g. QwQ for System 2)."
         },
     )
     base_url: str | None = field(
@@ -116,11 +130,31 @@ class Context:
         default=512,
         metadata={"description": "Completion-token budget of a decomposition, selection or assessment call."},
     )
-    temperature: float = field(default=0.6, metadata={"description": "Sampling temperature (paper: 0.6)."})
-    top_p: float = field(default=0.95, metadata={"description": "Nucleus sampling top-p (paper: 0.95)."})
+    temperature: float | None = field(
+        default=None,
+        metadata={"description": "Sampling temperature for every call. Empty: the preset's (qwen3-hybrid: 0.6 "
+                  "thinking, 0.7 non-thinking, as the reference code; otherwise 0.6)."},
+    )
+    top_p: float | None = field(
+        default=None,
+        metadata={"description": "Nucleus top-p for every call. Empty: the preset's (qwen3-hybrid: 0.95 "
+                  "thinking, 0.8 non-thinking; otherwise 0.95)."},
+    )
+    top_k: int | None = field(
+        default=None,
+        metadata={"description": "Top-k for every call (sent in the request body). Empty: the preset's "
+                  "(qwen3-hybrid and paired: 20; prompted: not sent)."},
+    )
+    max_model_len: int | None = field(
+        default=None,
+        metadata={"description": "The endpoint's context length in tokens. Empty: learned from the endpoint "
+                  "(vLLM's /v1/models max_model_len), else not enforced. Each request's completion budget is "
+                  "capped to what fits after its prompt."},
+    )
     max_subproblems: int = field(
-        default=8,
-        metadata={"description": "A decomposition with more sub-problems than this is invalid."},
+        default=MAX_SUBPROBLEMS,
+        metadata={"description": "The most sub-problems a decomposition keeps. A longer one is still used: its "
+                  "first max-1 sub-problems and its last are kept, and the candidate records the fallback."},
     )
     content_retries: int = field(
         default=2,
@@ -162,6 +196,33 @@ class Context:
         default=600.0,
         metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s)."},
     )
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {
+        # Table 1 as the reference code ran it: k = 8, τ = 0.2, 32K budgets shrunk to fit the context, 8 samples.
+        "candidates": 8,
+        "threshold": 0.2,
+        "assess": "upfront",
+        "final_step": "question",
+        "system1_max_tokens": 32768,
+        "system2_max_tokens": 32768,
+        "control_max_tokens": 32768,
+        "samples": 8,
+        "rounds": 8,
+        "round_max_tokens": 6144,
+    },
+}
+"""Named settings profiles (``--profile NAME``): Context fields set together. Explicit values still win."""
+
+
+def profile_overrides(name: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of profile ``name`` (None: no profile); unknown names raise ``ValueError``."""
+    if name is None:
+        return dict(overrides)
+    if name not in PROFILES:
+        raise ValueError(f"unknown settings profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return {**PROFILES[name], **overrides}
 
 
 def context_field_descriptions() -> dict[str, str]:

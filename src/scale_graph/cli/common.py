@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from scale_graph.context import Context
+from scale_graph.context import PROFILES, Context, profile_overrides
 
 # Context fields settable from the command line: flag → (field, type, help)
 _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -17,7 +17,10 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
      "System 2)"),
     ("--candidates", "candidates", int, "k candidate decompositions (default 8)"),
     ("--assess", "assess", str, "difficulty policy: upfront (default) or contextual"),
-    ("--preset", "preset", str, "prompted (default), qwen3-hybrid or paired"),
+    ("--preset", "preset", str, "auto (default: qwen3-hybrid for a Qwen3 hybrid model, else prompted), prompted, "
+     "qwen3-hybrid or paired"),
+    ("--final-step", "final_step", str, "question (default, reference code: the last sub-problem is the original "
+     "problem, d forced to 0.9) or decomposed (the decomposition's own last sub-problem)"),
     ("--base-url", "base_url", str, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default "
      "$SCALE_BASE_URL; none: start the embedded model)"),
     ("--model", "model", str, "model name (default $SCALE_MODEL, else the endpoint's first model)"),
@@ -26,8 +29,11 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--system1-max-tokens", "system1_max_tokens", int, "System 1 budget (default 512)"),
     ("--system2-max-tokens", "system2_max_tokens", int, "System 2 budget (default 2048)"),
     ("--control-max-tokens", "control_max_tokens", int, "decompose/select/assess budget (default 512)"),
-    ("--temperature", "temperature", float, "sampling temperature (default 0.6)"),
-    ("--top-p", "top_p", float, "nucleus top-p (default 0.95)"),
+    ("--temperature", "temperature", float, "sampling temperature for every call (default: the preset's)"),
+    ("--top-p", "top_p", float, "nucleus top-p for every call (default: the preset's)"),
+    ("--top-k", "top_k", int, "top-k for every call (default: the preset's; qwen3-hybrid 20)"),
+    ("--max-model-len", "max_model_len", int, "the endpoint's context length (default: learned from the endpoint)"),
+    ("--max-subproblems", "max_subproblems", int, "the most sub-problems a decomposition keeps (default 20)"),
     ("--max-tokens-per-problem", "max_tokens_per_problem", int, "budget: stop starting sub-problems once this "
      "many completion tokens are spent (default: no cap)"),
     ("--max-seconds-per-problem", "max_seconds_per_problem", float, "budget: stop starting sub-problems after this "
@@ -44,17 +50,23 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
         if dest == "assess":
             kwargs["choices"] = ["upfront", "contextual"]
         if dest == "preset":
-            kwargs["choices"] = ["prompted", "qwen3-hybrid", "paired"]
+            kwargs["choices"] = ["auto", "prompted", "qwen3-hybrid", "paired"]
+        if dest == "final_step":
+            kwargs["choices"] = ["question", "decomposed"]
         group.add_argument(flag, **kwargs)
+    group.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                       help="a settings profile: 'paper' sets Table 1's settings (k=8, τ=0.2, 32K budgets shrunk to "
+                            "fit the context, 8 samples/votes, InftyThink 8 rounds of 6K); explicit flags win")
     group.add_argument("--model-path", default=None,
                        help="serve this local GGUF with the embedded server instead of the default model "
                             "(default $SCALE_MODEL_PATH)")
 
 
 def context_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The Context fields the user gave flags for."""
+    """The Context fields the user gave flags for, on top of ``--profile``'s (when the command has it)."""
     names = {f.name for f in fields(Context)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return profile_overrides(getattr(args, "profile", None), given)
 
 
 def context_from_args(args: argparse.Namespace) -> Context:
