@@ -23,6 +23,9 @@ from scale_graph.nodes.finalize import extract_boxed
         ("", None),
         (None, None),
         ("\\boxed{", None),
+        ("\\boxed{\\boxed{3}}", "3"),
+        ("\\boxed{\\\\}", "\\\\"),
+        ("\\boxed{\\}", None),
     ],
 )
 def test_extract_boxed(text, answer) -> None:
