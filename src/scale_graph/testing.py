@@ -18,14 +18,36 @@ with FakeOpenAIServer(script) as server:
 
 A :class:`Reply` can carry a status code (429, 500, 503 …), a delay, a dropped connection, or a malformed body.
 Used by the unit tests (through the real HTTP client), the fault tests and the benchmarks.
+
+``FakeVLLMServer`` is the same server behaving like production: vLLM serving a Qwen3 hybrid model
+(``vllm serve Qwen/Qwen3-32B --reasoning-parser qwen3 --max-model-len 40960``). On top of the above it
+
+- lists the model with vLLM's ``max_model_len``, ``owned_by`` and ``root`` fields;
+- answers ``POST /tokenize`` (at the server root, as vLLM does), counting exactly as the chat endpoint's
+  ``usage.prompt_tokens`` (see :func:`prompt_token_ids`), and logs those requests in ``tokenize_requests``;
+- thinks unless ``chat_template_kwargs.enable_thinking`` is false: the reasoning (the reply's, else a default
+  of ``reasoning_words`` words) comes back in ``message.reasoning_content``, and counts toward the completion
+  tokens and the completion limit (reasoning that fills the budget: content ``null``, ``finish_reason: "length"``);
+- rejects a request whose prompt plus requested completion exceeds ``max_model_len`` with vLLM's HTTP 400 body,
+  and a request for another model with vLLM's 404.
+
+```python
+with FakeVLLMServer(max_model_len=8192) as server:  # model "Qwen/Qwen3-32B"
+    ...  # Context(base_url=server.base_url, preset="qwen3-hybrid")
+    server.requests           # every chat request body
+    server.tokenize_requests  # every /tokenize request body
+    server.tokenize_url       # http://127.0.0.1:<port>/tokenize
+```
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,22 +84,41 @@ class Reply:
 Script = Callable[[dict[str, Any]], Reply]
 
 
+def thinking_flag(body: dict[str, Any]) -> bool | None:
+    """``chat_template_kwargs.enable_thinking`` of a request body when it is set to a boolean, else None."""
+    kwargs = body.get("chat_template_kwargs")
+    flag = kwargs.get("enable_thinking") if isinstance(kwargs, dict) else None
+    return flag if isinstance(flag, bool) else None
+
+
+_SOLVE_LINE = re.compile("^" + re.escape(prompts.SOLVE_CURRENT.split("{number}", 1)[0]) + r"\d", re.MULTILINE)
+"""The "Current sub-problem N…" line that every solve turn carries, whatever its mode instruction."""
+
+
 def stage_of(body: dict[str, Any]) -> str:
-    """Which SCALE stage sent this request: decompose, select, assess, system1, system2 or other."""
+    """Which SCALE stage sent this request: decompose, select, assess, system1, system2 or other.
+
+    The control stages are told apart by the reply format their turn asks for (its last paragraph). A solve
+    request is System 1 or System 2 by its thinking flag when it sets one (``enable_thinking`` false or true:
+    the ``qwen3-hybrid`` preset may ask both modes with the same instruction), else by its mode instruction
+    (``prompts.SOLVE_FAST`` or ``prompts.SOLVE_DEEP``) at the end of the last turn.
+    """
     messages = body.get("messages") or []
     system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
     if system != prompts.SCALE_SYSTEM:
         return "other"
     task = str(messages[-1].get("content", ""))  # every stage states its task at the end of the last turn
-    if task.endswith(prompts.SOLVE_DEEP):
-        return "system2"
-    if task.endswith(prompts.SOLVE_FAST):
-        return "system1"
     last_paragraph = task.rsplit("\n\n", 1)[-1]  # a control stage's reply format
     for stage, form in (("decompose", '{"subproblems":'), ("select", '{"choice": N}'), ("assess", '{"difficulty": D}')):
         if form in last_paragraph:
             return stage
-    return "other"
+    deep, fast = task.endswith(prompts.SOLVE_DEEP), task.endswith(prompts.SOLVE_FAST)
+    if not (deep or fast or _SOLVE_LINE.search(task)):
+        return "other"
+    thinking = thinking_flag(body)
+    if thinking is not None:
+        return "system2" if thinking else "system1"
+    return "system2" if deep else "system1" if fast else "other"
 
 
 def current_subproblem(body: dict[str, Any]) -> str:
@@ -100,7 +141,10 @@ def user_text(body: dict[str, Any]) -> str:
 
 
 def scale_script(body: dict[str, Any]) -> Reply:
-    """A plausible answer for each SCALE stage: 2 sub-problems, difficulties 0.1 and 0.9, boxed solutions."""
+    """A plausible answer for each SCALE stage: 2 sub-problems, difficulties 0.1 and 0.9, boxed solutions.
+
+    A solve request with ``enable_thinking`` true also gets a short reasoning text (one line, 7 words).
+    """
     stage = stage_of(body)
     if stage == "decompose":
         return Reply(content=json.dumps({"subproblems": [
@@ -112,7 +156,8 @@ def scale_script(body: dict[str, Any]) -> Reply:
         return Reply(content='{"difficulty": 0.9}' if "final answer" in current else '{"difficulty": 0.1}')
     if stage in {"system1", "system2"}:
         number = earlier_solutions(body) + 1
-        return Reply(content=f"Working for step {number}. \\boxed{{{number * 10}}}")
+        reasoning = f"Step {number}: add the numbers, then check." if thinking_flag(body) else None
+        return Reply(content=f"Working for step {number}. \\boxed{{{number * 10}}}", reasoning=reasoning)
     return Reply(content="ok")
 
 
@@ -126,25 +171,64 @@ class _QuietServer(ThreadingHTTPServer):
 
 @dataclass
 class FakeOpenAIServer:
-    """A scripted OpenAI-compatible chat server on 127.0.0.1 that logs every request."""
+    """A scripted OpenAI-compatible chat server on 127.0.0.1 that logs every request.
+
+    The HTTP handler is shared with :class:`FakeVLLMServer`, which changes what the server answers through the
+    hooks below (:meth:`model_card`, :meth:`route_post`, :meth:`validate`, :meth:`render`, :meth:`stream`,
+    :meth:`error_body`).
+    """
 
     script: Script = scale_script
     model: str = "fake-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    """Every chat request body, in arrival order."""
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def base_url(self) -> str:
         """The ``/v1`` base URL to give a client."""
+        return f"{self.root_url}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:<port>``, without ``/v1``."""
         assert self._server is not None, "server not started"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}"
 
     def stages(self) -> list[str]:
         """The stage of every logged chat request, in arrival order."""
         with self._lock:
             return [stage_of(b) for b in self.requests]
+
+    # --- hooks: what the server answers ---------------------------------------------------------------------
+
+    def model_card(self) -> dict[str, Any]:
+        """The served model's entry in ``GET /v1/models``."""
+        return {"id": self.model, "object": "model"}
+
+    def route_post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Status and JSON body for a POST to ``path`` other than chat completions; None: not served (404)."""
+        return None
+
+    def validate(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Status and JSON body rejecting a logged chat request before the script sees it; None: accepted."""
+        return None
+
+    def render(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """The chat-completion body answering ``body`` with ``reply``."""
+        return completion(body, reply, self.model)
+
+    def stream(self, body: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+        """The ``chat.completion.chunk`` events answering a streaming ``body`` with ``reply``."""
+        return stream_chunks(body, reply, self.model)
+
+    def error_body(self, status: int, message: str, kind: str = "fake") -> dict[str, Any]:
+        """An error response body (OpenAI's shape)."""
+        return {"error": {"message": message, "type": kind, "code": status}}
+
+    # --- serving --------------------------------------------------------------------------------------------
 
     def start(self) -> FakeOpenAIServer:
         """Start serving in a daemon thread."""
@@ -163,25 +247,36 @@ class FakeOpenAIServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def _send_json(self, status: int, body: dict[str, Any]) -> None:
+                self._send(status, json.dumps(body).encode())
+
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    body = {"object": "list", "data": [{"id": fake.model, "object": "model"}]}
-                    self._send(200, json.dumps(body).encode())
+                    self._send_json(200, {"object": "list", "data": [fake.model_card()]})
                 else:
-                    self._send(404, b'{"error": {"message": "not found"}}')
+                    self._send_json(404, fake.error_body(404, "not found", "NotFoundError"))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")
                 except json.JSONDecodeError:
-                    self._send(400, b'{"error": {"message": "invalid JSON"}}')
+                    self._send_json(400, fake.error_body(400, "invalid JSON", "BadRequestError"))
                     return
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._send(404, b'{"error": {"message": "not found"}}')
+                path = self.path.split("?", 1)[0].rstrip("/")
+                routed = fake.route_post(path, body)
+                if routed is not None:
+                    self._send_json(*routed)
+                    return
+                if not path.endswith("/chat/completions"):
+                    self._send_json(404, fake.error_body(404, "not found", "NotFoundError"))
                     return
                 with fake._lock:
                     fake.requests.append(body)
+                rejected = fake.validate(body)
+                if rejected is not None:
+                    self._send_json(*rejected)
+                    return
                 reply = fake.script(body)
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -193,7 +288,7 @@ class FakeOpenAIServer:
                     self._send(200, b'{"choices": [ this is not json')
                     return
                 if reply.drop_mid_response:
-                    payload = json.dumps(completion(body, reply, fake.model)).encode()
+                    payload = json.dumps(fake.render(body, reply)).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -204,29 +299,29 @@ class FakeOpenAIServer:
                     self.connection.shutdown(2)
                     return
                 if reply.status != 200:
-                    err = {"error": {"message": f"scripted HTTP {reply.status}", "type": "fake", "code": reply.status}}
-                    self._send(reply.status, json.dumps(err).encode())
+                    self._send_json(reply.status, fake.error_body(reply.status, f"scripted HTTP {reply.status}"))
                     return
                 if body.get("stream"):
                     self._stream(body, reply)
                     return
-                self._send(200, json.dumps(completion(body, reply, fake.model)).encode())
+                self._send_json(200, fake.render(body, reply))
 
             def _stream(self, body: dict[str, Any], reply: Reply) -> None:
-                """Server-sent events: reasoning then content one word at a time, then usage, then [DONE]."""
+                """Server-sent events: reasoning then content a word at a time, then usage, then [DONE]."""
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                for chunk in stream_chunks(body, reply, fake.model):
+                for chunk in fake.stream(body, reply):
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-openai").start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},  # stop() in 50 ms
+                         daemon=True, name="fake-openai").start()
         return self
 
     def stop(self) -> None:
@@ -243,9 +338,20 @@ class FakeOpenAIServer:
         self.stop()
 
 
-def stream_chunks(body: dict[str, Any], reply: Reply, model: str) -> list[dict[str, Any]]:
-    """The ``chat.completion.chunk`` events of a streamed ``reply`` (same text and usage as :func:`completion`)."""
-    full = completion(body, reply, model)
+def stream_chunks(body: dict[str, Any], reply: Reply, model: str, full: dict[str, Any] | None = None, *,
+                  exact: bool = False) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` events of a streamed ``reply``: same text and usage as the full reply.
+
+    Args:
+        body: The request body (``stream_options.include_usage`` adds a final usage chunk).
+        reply: The scripted reply.
+        model: The served model's name.
+        full: The non-streamed completion body to stream (default: :func:`completion`'s).
+        exact: Split the texts so that the deltas join back into exactly the full reply's texts. Otherwise every
+            reasoning word is streamed with a space after it, as this fake always did.
+
+    """
+    full = full or completion(body, reply, model)
     message, finish = full["choices"][0]["message"], full["choices"][0]["finish_reason"]
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
@@ -253,14 +359,27 @@ def stream_chunks(body: dict[str, Any], reply: Reply, model: str) -> list[dict[s
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
     chunks = [chunk({"role": "assistant", "content": ""})]
-    if reply.reasoning:
-        chunks += [chunk({reply.reasoning_field: word + " "}) for word in reply.reasoning.split(" ")]
-    words = message["content"].split(" ")
-    chunks += [chunk({"content": w if i == len(words) - 1 else w + " "}) for i, w in enumerate(words)]
+    reasoning = message.get(reply.reasoning_field)
+    if reasoning:
+        pieces = _pieces(reasoning) if exact else [word + " " for word in reasoning.split(" ")]
+        chunks += [chunk({reply.reasoning_field: piece}) for piece in pieces]
+    content = message.get("content")
+    if content is not None:
+        if exact:
+            pieces = _pieces(content)
+        else:
+            words = content.split(" ")
+            pieces = [w if i == len(words) - 1 else w + " " for i, w in enumerate(words)]
+        chunks += [chunk({"content": piece}) for piece in pieces]
     chunks.append(chunk({}, finish))
     if (body.get("stream_options") or {}).get("include_usage"):
         chunks.append({**chunk({}), "choices": [], "usage": full["usage"]})
     return chunks
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut into word-sized pieces (each with its surrounding whitespace) that join back into it."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
 
 
 def completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:
@@ -290,11 +409,216 @@ def completion(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]
     }
 
 
+# --- a vLLM-like fake: vLLM serving a Qwen3 hybrid model behind --reasoning-parser qwen3 -----------------------
+
+VLLM_MODEL = "Qwen/Qwen3-32B"
+"""The model :class:`FakeVLLMServer` serves by default (production's)."""
+VLLM_MAX_MODEL_LEN = 40960
+"""Its default context length (production's ``--max-model-len``)."""
+VLLM_REASONING_WORDS = 50
+"""Words of reasoning it generates for a thinking request whose reply has none."""
+
+TEMPLATE_TOKENS_PER_MESSAGE = 5
+"""Chat-template tokens around each message: ``<|im_start|>``, the role, ``\\n`` … ``<|im_end|>``, ``\\n``."""
+GENERATION_PROMPT_TOKENS = 3
+"""The generation prompt (``add_generation_prompt``, default true): ``<|im_start|>``, ``assistant``, ``\\n``."""
+THINKING_OFF_TOKENS = 4
+"""What Qwen3's template adds after the generation prompt when ``enable_thinking`` is false: an empty think block
+(``<think>``, ``\\n\\n``, ``</think>``, ``\\n\\n``)."""
+
+_IM_START, _IM_END, _THINK, _END_THINK, _NEWLINE, _NEWLINES = 151644, 151645, 151667, 151668, 198, 271
+_DEFAULT_REASONING = ["Let", "me", "think", "about", "this", "carefully", "and", "check", "every", "step", "before",
+                      "I", "answer."]
+
+
+def _word_id(word: str) -> int:
+    """A deterministic token id for a word (below Qwen3's special tokens)."""
+    return zlib.crc32(word.encode()) % 151643
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, OpenAI content parts (their text joined), or nothing."""
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def prompt_token_ids(body: dict[str, Any]) -> list[int]:
+    """The prompt tokens :class:`FakeVLLMServer` counts for a chat or ``/tokenize`` request body.
+
+    The rule (deterministic, the same for ``/tokenize`` and ``usage.prompt_tokens``):
+
+    - chat form (``messages``): per message, one token per whitespace-separated word of its content plus
+      :data:`TEMPLATE_TOKENS_PER_MESSAGE`; then, if ``add_generation_prompt`` (default true),
+      :data:`GENERATION_PROMPT_TOKENS`, plus :data:`THINKING_OFF_TOKENS` when
+      ``chat_template_kwargs.enable_thinking`` is false;
+    - completion form (``prompt``): one token per word.
+    """
+    if "messages" not in body:
+        return [_word_id(w) for w in _text(body.get("prompt")).split()]
+    ids: list[int] = []
+    for message in body.get("messages") or []:
+        words = _text(message.get("content")).split()
+        ids += [_IM_START, _word_id(str(message.get("role", ""))), _NEWLINE, *map(_word_id, words), _IM_END, _NEWLINE]
+    if body.get("add_generation_prompt", True):
+        ids += [_IM_START, _word_id("assistant"), _NEWLINE]
+        if thinking_flag(body) is False:
+            ids += [_THINK, _NEWLINES, _END_THINK, _NEWLINES]
+    return ids
+
+
+def _requested_tokens(body: dict[str, Any]) -> int | None:
+    """The completion tokens a request asks for, as vLLM reads them (``max_completion_tokens or max_tokens``)."""
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    return requested if isinstance(requested, int) else None
+
+
+def _cut(text: str, tokens: int) -> tuple[str, int, bool]:
+    """``text`` cut to its first ``tokens`` words (one token per word): the kept text, its tokens, whether cut."""
+    words = list(re.finditer(r"\S+", text))
+    if len(words) <= tokens:
+        return text, len(words), False
+    return (text[: words[tokens - 1].end()] if tokens > 0 else ""), max(tokens, 0), True
+
+
+@dataclass(kw_only=True)
+class FakeVLLMServer(FakeOpenAIServer):
+    """:class:`FakeOpenAIServer` behaving like vLLM serving a Qwen3 hybrid model with ``--reasoning-parser qwen3``.
+
+    Args:
+        script: What to answer (positional, as for :class:`FakeOpenAIServer`); ``Reply.reasoning`` is the
+            thinking text, dropped when the request turns thinking off.
+        model: The served model id (default :data:`VLLM_MODEL`); a request naming another model gets vLLM's 404.
+        max_model_len: The context length (default :data:`VLLM_MAX_MODEL_LEN`).
+        reasoning_words: Words of default reasoning for a thinking request whose reply has no reasoning
+            (default :data:`VLLM_REASONING_WORDS`; 0: none).
+
+    Attributes:
+        requests: Every chat request body, in arrival order (rejected ones too).
+        tokenize_requests: Every ``/tokenize`` request body, in arrival order.
+
+    Requests are rejected, before the script sees them, as vLLM does: HTTP 400 when the prompt plus the requested
+    completion (``max_completion_tokens``, else ``max_tokens``) exceeds ``max_model_len``, or when no completion
+    size is requested and the prompt alone fills the context. Responses carry vLLM's fields: ``reasoning_content``
+    (null when not thinking), ``tool_calls``, ``stop_reason``, and ``usage.prompt_tokens_details: null`` (vLLM
+    reports cached tokens only with ``--enable-prompt-tokens-details``). Errors have vLLM's flat body
+    (``{"object": "error", "message", "type", "param", "code"}``), scripted ones too.
+
+    """
+
+    model: str = VLLM_MODEL
+    max_model_len: int = VLLM_MAX_MODEL_LEN
+    reasoning_words: int = VLLM_REASONING_WORDS
+    tokenize_requests: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tokenize_url(self) -> str:
+        """The ``/tokenize`` URL (at the server root, not under ``/v1``)."""
+        return f"{self.root_url}/tokenize"
+
+    def default_reasoning(self) -> str:
+        """The reasoning text of a thinking request whose reply has none: ``reasoning_words`` words."""
+        return " ".join(_DEFAULT_REASONING[i % len(_DEFAULT_REASONING)] for i in range(self.reasoning_words))
+
+    def model_card(self) -> dict[str, Any]:
+        """The ``/v1/models`` entry as vLLM lists it, with ``max_model_len``."""
+        return {"id": self.model, "object": "model", "created": int(time.time()), "owned_by": "vllm",
+                "root": self.model, "parent": None, "max_model_len": self.max_model_len, "permission": []}
+
+    def error_body(self, status: int, message: str, kind: str = "BadRequestError") -> dict[str, Any]:
+        """An error response body in vLLM's flat shape."""
+        return {"object": "error", "message": message, "type": kind, "param": None, "code": status}
+
+    def _wrong_model(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        name = body.get("model")
+        if name is not None and name != self.model:
+            return 404, self.error_body(404, f"The model `{name}` does not exist.", "NotFoundError")
+        return None
+
+    def route_post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """``POST /tokenize``: vLLM's chat form (``messages``) or completion form (``prompt``)."""
+        if path != "/tokenize":
+            return None
+        with self._lock:
+            self.tokenize_requests.append(body)
+        if "messages" not in body and "prompt" not in body:
+            return 400, self.error_body(400, "a tokenize request needs 'messages' or 'prompt'")
+        wrong = self._wrong_model(body)
+        if wrong is not None:
+            return wrong
+        tokens = prompt_token_ids(body)
+        return 200, {"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens}
+
+    def validate(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The model check and context-length check of vLLM (its messages, verbatim)."""
+        wrong = self._wrong_model(body)
+        if wrong is not None:
+            return wrong
+        prompt, requested, limit = len(prompt_token_ids(body)), _requested_tokens(body), self.max_model_len
+        if requested is None and prompt >= limit:
+            return 400, self.error_body(
+                400, f"This model's maximum context length is {limit} tokens. However, you requested {prompt} "
+                     "tokens in the messages, Please reduce the length of the messages.")
+        if requested is not None and prompt + requested > limit:
+            return 400, self.error_body(
+                400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                     f"{prompt + requested} tokens ({prompt} in the messages, {requested} in the completion). "
+                     "Please reduce the length of the messages or completion.")
+        return None
+
+    def render(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """The completion: reasoning first (unless thinking is off), then content, within one token budget."""
+        prompt = len(prompt_token_ids(body))
+        requested = _requested_tokens(body)
+        budget = requested if requested is not None else self.max_model_len - prompt
+        reasoning: str | None = None
+        if thinking_flag(body) is not False:
+            reasoning = (reply.reasoning if reply.reasoning is not None else self.default_reasoning()) or None
+        finish, reasoning_tokens, content_tokens = reply.finish_reason, 0, 0
+        content: str | None = reply.content
+        thinking_cut = False
+        if reasoning is not None:
+            reasoning, reasoning_tokens, thinking_cut = _cut(reasoning, budget)
+            # the budget ran out inside the thinking (no </think>): everything is reasoning, no content
+            thinking_cut = thinking_cut or (reasoning_tokens == budget and bool(reply.content.split()))
+        if thinking_cut:
+            content, finish = None, "length"
+        else:
+            content, content_tokens, cut = _cut(reply.content, budget - reasoning_tokens)
+            if cut:
+                finish = "length"
+        completion_tokens = reply.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = reasoning_tokens + content_tokens
+        message = {"role": "assistant", "content": content, reply.reasoning_field: reasoning, "tool_calls": []}
+        return {
+            "id": f"chatcmpl-{time.time_ns():x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish,
+                         "stop_reason": None}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt + completion_tokens, "prompt_tokens_details": None},
+            "prompt_logprobs": None,
+        }
+
+    def stream(self, body: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+        """The same completion as :meth:`render`, streamed: reasoning deltas, then content deltas."""
+        return stream_chunks(body, reply, self.model, self.render(body, reply), exact=True)
+
+    def __enter__(self) -> FakeVLLMServer:
+        self.start()
+        return self
+
+
 # --- in-process fake chat model (unit tests: no sockets) ------------------------------------------------------
 
 
 class FakeChatModels:
-    """Stands in for :func:`scale_graph.models.chat_model`: every profile gets a fake chat model running ``script``.
+    """Stands in for :func:`scale_graph.models.client.chat_model`: every profile gets a fake model running ``script``.
 
     Each call is turned into the request body the real client would send (model, messages, budget, sampling,
     extra body, response format) and logged in ``calls``, so tests can assert prompts, routing and call counts.
@@ -302,7 +626,7 @@ class FakeChatModels:
 
     ```python
     fakes = FakeChatModels(scale_script)
-    monkeypatch.setattr(scale_graph.models, "chat_model", fakes)
+    monkeypatch.setattr(scale_graph.models.client, "chat_model", fakes)
     ```
     """
 
