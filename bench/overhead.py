@@ -25,8 +25,8 @@ from scale_graph.testing import FakeChatModels, scale_script
 
 
 def overhead_per_problem(n: int) -> tuple[float, int]:
-    original = models.chat_model
-    models.chat_model = FakeChatModels(scale_script)  # the one factory every model call goes through
+    original = models.client.chat_model
+    models.client.chat_model = FakeChatModels(scale_script)  # the one factory every model call goes through
     try:
         with tempfile.TemporaryDirectory() as tmp, SqliteSaver.from_conn_string(str(Path(tmp) / "c.sqlite")) as cp:
             graph = compile_scale_graph(checkpointer=cp)
@@ -39,7 +39,7 @@ def overhead_per_problem(n: int) -> tuple[float, int]:
             elapsed = (time.perf_counter() - start) / n
             checkpoints = len(list(cp.list({"configurable": {"thread_id": "warm-up"}})))
     finally:
-        models.chat_model = original
+        models.client.chat_model = original
     return elapsed, checkpoints
 
 

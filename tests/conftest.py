@@ -28,15 +28,17 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> Callable[[Script], FakeChatM
 
     def install(script: Script = scale_script) -> FakeChatModels:
         fakes = FakeChatModels(script)
-        monkeypatch.setattr(models, "chat_model", fakes)
+        monkeypatch.setattr(models.client, "chat_model", fakes)
         return fakes
 
     return install
 
 
 def fake_context(**overrides: Any) -> Context:
-    """A Context pointing at the fake endpoint (never contacted: the chat model is faked)."""
-    return Context(**{"base_url": FAKE_URL, "model": "fake-model", "candidates": 2, **overrides})
+    """A Context pointing at the fake endpoint (never contacted: the chat model is faked, and the model name and
+    context length are given, so nothing needs to be asked of it)."""
+    return Context(**{"base_url": FAKE_URL, "model": "fake-model", "max_model_len": 1_000_000, "candidates": 2,
+                      **overrides})
 
 
 SUBPROBLEMS = ["How many in April?", "How many in May?", "What is the final answer?"]
@@ -50,9 +52,16 @@ def make_script(
     solution: Callable[[str, dict[str, Any]], str] | None = None,
 ) -> Script:
     """A fake-model script: a fixed decomposition, per-sub-problem difficulty replies (raw content), choice, and
-    solutions (default: "... \\boxed{N*10}" for the N-th sub-problem)."""
+    solutions (default: "... \\boxed{N*10}" for the N-th sub-problem).
+
+    Under ``final_step="question"`` (the default) the last sub-problem asked is the problem itself: it is
+    answered as the decomposition's last one.
+    """
     subs = list(subproblems or SUBPROBLEMS)
     raw_difficulty = difficulty or {s: '{"difficulty": 0.5}' for s in subs}
+
+    def as_listed(sub: str) -> str:
+        return sub if sub in subs else subs[-1]
 
     def script(body: dict[str, Any]) -> Reply:
         stage = stage_of(body)
@@ -61,9 +70,9 @@ def make_script(
         if stage == "select":
             return Reply(content=choice)
         if stage == "assess":
-            return Reply(content=raw_difficulty[current_subproblem(body)])
+            return Reply(content=raw_difficulty[as_listed(current_subproblem(body))])
         if stage in {"system1", "system2"}:
-            sub = current_subproblem(body)
+            sub = as_listed(current_subproblem(body))
             if solution:
                 return Reply(content=solution(sub, body))
             return Reply(content=f"Answer to {sub} \\boxed{{{(subs.index(sub) + 1) * 10}}}")

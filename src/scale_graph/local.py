@@ -196,9 +196,13 @@ class EmbeddedServer:
         return self
 
     def serve(self, ctx: Context) -> Context:
-        """``ctx`` pointed at this server, with requests in flight capped at its slots unless ``ctx`` sets a cap."""
+        """``ctx`` pointed at this server, with its slot count and one slot's context length unless ``ctx`` sets them.
+
+        Requests in flight are capped at the slots, and each request is fitted to one slot's context.
+        """
         return replace(ctx, base_url=self.base_url,
-                       max_concurrent_requests=ctx.max_concurrent_requests or self.settings.slots)
+                       max_concurrent_requests=ctx.max_concurrent_requests or self.settings.slots,
+                       max_model_len=ctx.max_model_len or self.settings.ctx_per_slot)
 
     def _wait_healthy(self) -> None:
         root = self.base_url.removesuffix("/v1")

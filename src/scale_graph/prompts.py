@@ -27,25 +27,37 @@ one run). The control stages ask for JSON in their own turn, and ``response_form
 PROBLEM = "Original problem:\n{problem}\n\n"
 """Opens the first user turn of every SCALE request."""
 
-DECOMPOSE_USER = PROBLEM + """Break the problem above into at most {max_subproblems} ordered sub-problems. \
-Each sub-problem is one short question that can be answered using the problem and the answers to the \
-earlier sub-problems. The last sub-problem must ask for the final answer to the whole problem.
+DECOMPOSE_USER = PROBLEM + """Plan a solution of the problem above as a short, ordered list of sub-problems.
+
+- Each sub-problem states one target: what must be found, shown or introduced at that point. Say what, not \
+how: name no theorem, formula or technique unless the step cannot be stated without it.
+- Solve nothing: give no computed values, intermediate results or the answer.
+- Each sub-problem can be reached from the problem and the results of the earlier ones. When the plan needs a \
+new quantity, variable or point, the sub-problem that introduces it names it.
+- The steps together lead to the answer the problem asks for; the last one asks for that answer.
+- Keep each sub-problem brief, and the list no longer than the problem needs.
 
 Reply with JSON of the form {{"subproblems": ["first sub-problem", "second sub-problem", ...]}}."""
 
-SELECT_USER = PROBLEM + """Here are {count} candidate decompositions of the problem above into sub-problems.
+SELECT_USER = PROBLEM + """Here are {count} candidate plans for solving the problem above, each a list of \
+sub-problems.
 
 {candidates}
 
-Choose the best one by logical correctness, clarity, completeness and relevance. Reply with JSON of the form \
-{{"choice": N}} where N is the number of the best candidate (1 to {count})."""
+Choose the plan most likely to lead to the correct answer. Weigh: logical soundness (each step follows from \
+the earlier ones and together they reach the answer); clarity; completeness (no needed step is missing); \
+relevance (every step serves the answer); and simplicity (the most direct route, with steps that state targets \
+rather than methods). Reply with JSON of the form {{"choice": N}} where N is the number of the best plan \
+(1 to {count})."""
 
 ASSESS_USER = PROBLEM + """{earlier}Current sub-problem:
 {subproblem}
 
-Rate how difficult the current sub-problem is to solve correctly, as a number from 0 (trivial: can be answered \
-immediately) to 1 (very hard: needs careful multi-step reasoning). Reply with JSON of the form \
-{{"difficulty": D}} with D between 0 and 1."""
+How difficult is it to solve the current sub-problem correctly, on a scale from 0 to 1? Use 0 to 0.5 for a \
+routine step: someone who knows the relevant elementary or middle-school material answers it quickly without \
+help (the easier, the lower). Use 0.5 to 1 for a hard step: even a well-prepared high-school or university \
+student would need long, careful thought or help, or might not manage it (the harder, the higher). Reply with \
+JSON of the form {{"difficulty": D}} with D between 0 and 1."""
 
 EARLIER_SUBPROBLEMS = "Earlier sub-problems:\n{items}\n\n"
 EARLIER_SOLVED = "Earlier sub-problems and their solutions:\n{items}\n\n"
@@ -72,17 +84,17 @@ SOLVE_CURRENT_LAST = (
 )
 
 FINAL_ASK = " Then state the final answer to the original problem."
-"""Appended to a decomposition's last sub-problem when it does not ask for the final answer."""
+"""Appended to a decomposition's last sub-problem when it does not ask for the final answer (``final_step=
+"decomposed"``; under ``"question"`` the last sub-problem is the original problem itself)."""
 
 # --- baselines -------------------------------------------------------------------------------------------
 
-COT_SYSTEM = (
-    "You are a careful mathematician. Solve the problem by reasoning step by step. Put the final answer "
-    "in \\boxed{...}."
-)
-"""Zero-shot chain of thought: the ``cot`` and ``majority`` baselines (System 2 budget)."""
+COT_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+"""Zero-shot chain of thought, the paper's exact prompt (its CoT baseline): the ``cot`` and ``majority``
+baselines (System 2 budget and sampling)."""
 
-COT_USER = "Problem:\n{problem}"
+COT_USER = "{problem}"
+"""The CoT user turn: the problem alone, as the paper's baseline sends it."""
 
 INFTY_SYSTEM = (
     "You are a careful mathematician. Reason step by step toward the answer of the problem. When you reach "

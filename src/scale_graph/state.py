@@ -69,6 +69,8 @@ class Candidate(TypedDict):
     """The ordered sub-problems, or None if the reply never parsed into a valid list."""
     error: str | None
     """Why the candidate was dropped, if it was."""
+    fallback: NotRequired[str | None]
+    """Set when the reply was usable only after a change, e.g. ``subproblems_truncated→20`` for a longer list."""
 
 
 class Assessment(TypedDict):
@@ -77,7 +79,12 @@ class Assessment(TypedDict):
     index: int
     """Sub-problem index (0-based)."""
     difficulty: float
-    """d_i in [0, 1]. When the model's score could not be used this is 1.0 and ``fallback`` says so."""
+    """The d_i the route uses, in [0, 1]: the model's score, 1.0 when it could not be used (``fallback`` says so),
+    or the forced value of the final step (``forced`` says so)."""
+    assessed: NotRequired[float | None]
+    """The model's own score (None when it gave none), kept beside a forced ``difficulty``."""
+    forced: NotRequired[str | None]
+    """Why ``difficulty`` is not the model's score, e.g. ``final_step=question→d=0.9``, else None."""
     fallback: str | None
     """Set when the score was unparseable or out of range, e.g. ``difficulty_unparsed→1.0``."""
     contextual: bool
@@ -95,6 +102,10 @@ class StepResult(TypedDict):
     """The sub-problem text s_i."""
     difficulty: float
     """The d_i the route used."""
+    assessed_difficulty: NotRequired[float | None]
+    """The model's own score for s_i (differs from ``difficulty`` when that was forced or a fallback)."""
+    forced: NotRequired[str | None]
+    """Why ``difficulty`` was forced (the final step under ``final_step=question``), else None."""
     mode: Mode
     """``system1`` when d_i <= τ, else ``system2``."""
     solution: str
@@ -112,7 +123,8 @@ class StepResult(TypedDict):
     finish_reason: str | None
     """The server's finish reason (``length`` means the budget cut the reply)."""
     fallback: str | None
-    """A fallback taken on this step (e.g. the difficulty one), else None."""
+    """Fallbacks taken on this step, joined by '; ' (the difficulty one, ``budget_capped→N`` when the budget was
+    shrunk to fit the context, ``context_full`` when nothing fitted), else None."""
 
 
 class InputState(TypedDict):
@@ -131,6 +143,8 @@ RunStatus = Literal["completed", "budget_exhausted"]
 class OutputState(TypedDict):
     """What a caller gets back."""
 
+    preset: NotRequired[str]
+    """The preset the run used (``auto`` resolved: ``prompted``, ``qwen3-hybrid`` or ``paired``)."""
     status: RunStatus
     """How the run ended."""
     stop_reason: str | None
@@ -179,6 +193,8 @@ class State(InputState):
     """How the run ended (set by finalize; ``budget_exhausted`` earlier, by the route junction)."""
     stop_reason: str | None
     """Which budget stopped the run."""
+    preset: str
+    """The preset the run used (``auto`` resolved), set by start."""
 
 
 class DecomposeTask(TypedDict):

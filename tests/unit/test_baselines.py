@@ -25,7 +25,9 @@ def test_cot_is_one_system2_call_with_the_zero_shot_prompt(fake_models):
     assert len(fakes.calls) == 1
     body = fakes.calls[0]
     assert body["messages"][0] == {"role": "system", "content": prompts.COT_SYSTEM}
-    assert body["messages"][1]["content"] == "Problem:\nWhat is 6 * 7?"
+    assert body["messages"][1]["content"] == "What is 6 * 7?"
+    # The paper's CoT baseline prompt, word for word.
+    assert prompts.COT_SYSTEM == "Please reason step by step, and put your final answer within \\boxed{}."
     assert body["max_completion_tokens"] == 300
     assert [s["index"] for s in out["samples"]] == [0]
     assert out["usage"]["solve"]["calls"] == 1

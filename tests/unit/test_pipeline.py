@@ -34,7 +34,7 @@ def test_fan_out_requests_k_candidates(fake_models) -> None:
 
 def test_context_follows_eq5(fake_models) -> None:
     fakes = fake_models(make_script())
-    result = solve(PROBLEM, context=fake_context())
+    result = solve(PROBLEM, context=fake_context(final_step="decomposed"))
     calls = solve_calls(fakes)
     assert len(calls) == 3
     for i, call in enumerate(calls):
@@ -80,7 +80,7 @@ def test_distinct_candidates_are_selected_by_the_model(fake_models) -> None:
         decomposition=lambda body: json.dumps({"subproblems": next(variants)}),
         choice='{"choice": 2}',
     ))
-    result = solve(PROBLEM, context=fake_context(candidates=2))
+    result = solve(PROBLEM, context=fake_context(final_step="decomposed", candidates=2))
     assert fakes.stages().count("select") == 1
     assert result.subproblems in (["y?", "z?", "Give the final answer."], ["x?", "Give the final answer."])
     assert result.selection_fallback is None
@@ -93,7 +93,7 @@ def test_unusable_selection_falls_back_to_first_valid(fake_models) -> None:
         decomposition=lambda body: json.dumps({"subproblems": next(variants)}),
         choice='{"choice": 7}',
     ))
-    result = solve(PROBLEM, context=fake_context(candidates=2, content_retries=1))
+    result = solve(PROBLEM, context=fake_context(final_step="decomposed", candidates=2, content_retries=1))
     assert fakes.stages().count("select") == 2  # 1 try + 1 bounded retry
     assert result.selection_fallback == SELECTION_UNPARSED
     assert len(result.subproblems) == 2
@@ -116,7 +116,7 @@ def test_last_subproblem_is_made_to_ask_for_the_final_answer(fake_models) -> Non
         subproblems=["How many in April?", "How many in May?" + prompts.FINAL_ASK],
         decomposition=lambda body: '{"subproblems": ["How many in April?", "How many in May?"]}',
     ))
-    result = solve(PROBLEM, context=fake_context(candidates=1))
+    result = solve(PROBLEM, context=fake_context(final_step="decomposed", candidates=1))
     assert result.subproblems == ["How many in April?", "How many in May?" + prompts.FINAL_ASK]
 
 
@@ -125,7 +125,7 @@ def test_last_subproblem_is_made_to_ask_for_the_final_answer(fake_models) -> Non
 def test_unusable_difficulty_routes_to_system2_and_is_recorded(fake_models, raw) -> None:
     scores = {SUBPROBLEMS[0]: raw, SUBPROBLEMS[1]: '{"difficulty": 0.1}', SUBPROBLEMS[2]: '{"difficulty": 0.1}'}
     fakes = fake_models(make_script(difficulty=scores))
-    result = solve(PROBLEM, context=fake_context(content_retries=2))
+    result = solve(PROBLEM, context=fake_context(final_step="decomposed", content_retries=2))
     first = result.steps[0]
     assert first["difficulty"] == 1.0
     assert first["fallback"] == DIFFICULTY_FALLBACK
@@ -137,7 +137,7 @@ def test_unusable_difficulty_routes_to_system2_and_is_recorded(fake_models, raw)
 def test_difficulty_as_numeric_string_is_accepted(fake_models) -> None:
     scores = {s: '{"difficulty": "0.7"}' for s in SUBPROBLEMS}
     fake_models(make_script(difficulty=scores))
-    result = solve(PROBLEM, context=fake_context())
+    result = solve(PROBLEM, context=fake_context(final_step="decomposed"))
     assert [s["difficulty"] for s in result.steps] == [0.7, 0.7, 0.7]
     assert all(s["fallback"] is None for s in result.steps)
 

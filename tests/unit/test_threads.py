@@ -9,8 +9,8 @@ import pytest
 from scale_graph import models, threads
 from scale_graph.checkpoint import default_target, latest_thread_ids, open_checkpointer
 from scale_graph.context import InvalidProblem
-from scale_graph.testing import Reply, stage_of
-from tests.conftest import SUBPROBLEMS, current_subproblem, fake_context, make_script
+from scale_graph.testing import Reply, earlier_solutions, stage_of
+from tests.conftest import SUBPROBLEMS, fake_context, make_script
 
 PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether?"
 DIFFICULTY = {SUBPROBLEMS[0]: '{"difficulty": 0.1}', SUBPROBLEMS[1]: '{"difficulty": 0.1}',
@@ -35,7 +35,7 @@ def modes(result) -> list[str]:
 
 
 def solve_index(body) -> int:
-    return SUBPROBLEMS.index(current_subproblem(body))
+    return earlier_solutions(body)  # sub-problem i is asked with i solved ones before it
 
 
 def test_a_run_is_a_thread_with_its_history_and_settings(fake_models, graph) -> None:

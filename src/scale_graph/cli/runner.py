@@ -48,8 +48,14 @@ class ProgressPrinter:
                          f"from {event['options']} distinct valid candidates{note}")
             for i, s in enumerate(event["subproblems"], start=1):
                 self.console.print(f"         {i}. {s}", highlight=False, markup=False)
+        elif kind == "preset":
+            self.message(f"preset: {event['preset']}")
         elif kind == "assessed":
             note = f" [yellow]({event['fallback']})[/]" if event.get("fallback") else ""
+            if event.get("forced"):
+                assessed = event.get("assessed")
+                scored = f"{assessed:.2f}" if assessed is not None else "none"
+                note += f" [dim](forced: the original question; assessed {scored})[/]"
             self.message(f"sub-problem {event['index'] + 1}: difficulty {event['difficulty']:.2f}{note}")
         elif kind == "solving":
             self.message(f"sub-problem {event['index'] + 1}: solving with {event['mode']} …")

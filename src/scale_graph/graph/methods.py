@@ -46,12 +46,13 @@ class Method:
         return dataclasses.replace(ctx, **self.overrides) if self.overrides else ctx
 
 
-_MODEL = ("model", "system2_model", "preset", "temperature", "top_p")
+_MODEL = ("model", "system2_model", "preset", "temperature", "top_p", "top_k", "max_model_len")
 _SCALE = (
     *_MODEL,
     "threshold",
     "candidates",
     "assess",
+    "final_step",
     "system1_max_tokens",
     "system2_max_tokens",
     "control_max_tokens",

@@ -22,6 +22,11 @@ from scale_graph.state import Assessment, AssessTask, State
 DIFFICULTY_FALLBACK = "difficulty_unparsed→d=1.0"
 """Recorded when no usable score came back: d = 1.0 routes to System 2 for every τ < 1."""
 
+FINAL_DIFFICULTY = 0.9
+"""The difficulty the reference code forces on the final step (the original question): System 2 at any τ < 0.9."""
+
+FORCED_FINAL = f"final_step=question→d={FINAL_DIFFICULTY}"
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"difficulty": {"type": "number"}},
@@ -74,7 +79,11 @@ def assess_prompt(task: AssessTask) -> str:
 
 
 def assess(task: AssessTask, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Score one sub-problem; an unusable score is retried (bounded), then recorded as d = 1.0 with a fallback."""
+    """Score one sub-problem; an unusable score is retried (bounded), then recorded as d = 1.0 with a fallback.
+
+    Under ``final_step="question"`` the last sub-problem (the original question) is still scored, and the score
+    kept as ``assessed``, but its difficulty is forced to :data:`FINAL_DIFFICULTY`, as the reference code does.
+    """
     ctx, profiles = context_of(runtime), profiles_of(runtime)
     i = task["index"]
     result = call_json(
@@ -86,12 +95,17 @@ def assess(task: AssessTask, runtime: Runtime[Context]) -> dict[str, Any]:
         retries=ctx.content_retries,
         **trace(runtime, "assess", task.get("problem_id"), subproblem=i, policy=ctx.assess),
     )
+    forced = FORCED_FINAL if ctx.final_step == "question" and i == len(task["subproblems"]) - 1 else None
+    scored = result.value if result.value is not None else 1.0
     assessment = Assessment(
         index=i,
-        difficulty=result.value if result.value is not None else 1.0,
+        difficulty=FINAL_DIFFICULTY if forced else scored,
+        assessed=result.value,
+        forced=forced,
         fallback=None if result.value is not None else DIFFICULTY_FALLBACK,
         contextual=task["contextual"],
         completion_tokens=result.usage()["completion_tokens"],
     )
-    emit(runtime, "assessed", index=i, difficulty=assessment["difficulty"], fallback=assessment["fallback"])
+    emit(runtime, "assessed", index=i, difficulty=assessment["difficulty"], assessed=result.value, forced=forced,
+         fallback=assessment["fallback"])
     return {"assessments": {str(i): assessment}, "usage": {"assess": result.usage()}}

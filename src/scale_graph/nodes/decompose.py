@@ -32,37 +32,44 @@ def plan_decompositions(state: State, runtime: Runtime[Context]) -> list[Send]:
     return [Send("decompose", DecomposeTask(problem=problem, problem_id=problem_id, index=j)) for j in range(k)]
 
 
-def parse_decomposition(data: Any, max_subproblems: int) -> list[str]:
-    """The sub-problem list of a reply, or ``ValueError`` if it is not 1..max non-empty strings.
+def parse_decomposition(data: Any, max_subproblems: int, *, final_ask: bool) -> tuple[list[str], str | None]:
+    """The sub-problem list of a reply and the fallback taken on it; ``ValueError`` if it is not usable.
 
-    The last sub-problem must ask for the problem's final answer; when it does not, that request is appended.
+    Usable: a non-empty list of non-empty strings. A list longer than ``max_subproblems`` keeps its first
+    ``max - 1`` sub-problems and its last one, and says so in the fallback. With ``final_ask``, a last sub-problem
+    that does not ask for the problem's final answer has that request appended.
     """
     if not isinstance(data, dict) or not isinstance(data.get("subproblems"), list):
         raise ValueError('expected {"subproblems": [...]}')
     subs = [s.strip() for s in data["subproblems"] if isinstance(s, str) and s.strip()]
     if len(subs) != len(data["subproblems"]):
         raise ValueError("every sub-problem must be a non-empty string")
-    if not 1 <= len(subs) <= max_subproblems:
-        raise ValueError(f"expected 1 to {max_subproblems} sub-problems, got {len(subs)}")
-    if not _FINAL.search(subs[-1]):
+    if not subs:
+        raise ValueError("expected at least one sub-problem")
+    fallback = None
+    if len(subs) > max_subproblems:
+        fallback = f"subproblems_truncated:{len(subs)}→{max_subproblems}"
+        subs = [*subs[: max_subproblems - 1], subs[-1]] if max_subproblems > 1 else [subs[-1]]
+    if final_ask and not _FINAL.search(subs[-1]):
         subs[-1] = subs[-1] + prompts.FINAL_ASK
-    return subs
+    return subs, fallback
 
 
 def decompose(task: DecomposeTask, runtime: Runtime[Context]) -> dict[str, Any]:
     """Ask for one decomposition as JSON; an unusable reply is retried (bounded), then dropped."""
     ctx, profiles = context_of(runtime), profiles_of(runtime)
-    user = prompts.DECOMPOSE_USER.format(problem=task["problem"], max_subproblems=ctx.max_subproblems)
+    user = prompts.DECOMPOSE_USER.format(problem=task["problem"])
     result = call_json(
         profiles.control,
         messages_for(profiles.control, None, user),
         schema_name="decomposition",
         schema=SCHEMA,
-        parse=lambda data: parse_decomposition(data, ctx.max_subproblems),
+        parse=lambda data: parse_decomposition(data, ctx.max_subproblems, final_ask=ctx.final_step == "decomposed"),
         retries=ctx.content_retries,
         **trace(runtime, "decompose", task.get("problem_id"), candidate=task["index"]),
     )
-    candidate = Candidate(index=task["index"], subproblems=result.value, error=result.error)
-    emit(runtime, "candidate", index=task["index"], valid=result.value is not None,
-         subproblems=len(result.value or []), error=result.error)
+    subproblems, fallback = result.value if result.value is not None else (None, None)
+    candidate = Candidate(index=task["index"], subproblems=subproblems, error=result.error, fallback=fallback)
+    emit(runtime, "candidate", index=task["index"], valid=subproblems is not None,
+         subproblems=len(subproblems or []), error=result.error, fallback=fallback)
     return {"candidates": [candidate], "usage": {"decompose": result.usage()}}

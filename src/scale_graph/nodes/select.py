@@ -15,6 +15,22 @@ from scale_graph.state import State, empty_usage
 NO_VALID_DECOMPOSITION = "no_valid_decomposition→whole_problem"
 SELECTION_UNPARSED = "selection_unparsed→first_valid"
 
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"choice": {"type": "integer"}},
+    "required": ["choice"],
+    "additionalProperties": False,
+}
+
+
+def with_final_step(subproblems: list[str], problem: str, final_step: str) -> list[str]:
+    """The decomposition to solve, its final step as ``final_step`` says.
+
+    Under ``"question"`` the last sub-problem is replaced by the original problem (as the reference code does),
+    so the last solve answers the question itself with every earlier result in its context.
+    """
+    return [*subproblems[:-1], problem] if final_step == "question" else list(subproblems)
+
 
 def distinct_valid(state: State) -> list[list[str]]:
     """Valid candidate decompositions in sample order, duplicates removed."""
@@ -41,6 +57,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 
     No valid candidate → the whole problem as the only sub-problem. One distinct valid candidate → it, with no
     model call. Several → the model picks; an unusable choice (after bounded retries) → the first valid one.
+    Then the final step is set as ``Context.final_step`` says (:func:`with_final_step`).
     """
     options = distinct_valid(state)
     update: dict[str, Any] = {"decomposition_fallback": None, "selection_fallback": None,
@@ -66,8 +83,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             profiles.control,
             messages_for(profiles.control, None, user),
             schema_name="selection",
-            schema={"type": "object", "properties": {"choice": {"type": "integer"}}, "required": ["choice"],
-                    "additionalProperties": False},
+            schema=SCHEMA,
             parse=parse,
             retries=ctx.content_retries,
             **trace(runtime, "select", state.get("problem_id"), options=count),
@@ -78,6 +94,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             update["selection_fallback"] = SELECTION_UNPARSED
         else:
             chosen = options[result.value - 1]
+    chosen = with_final_step(chosen, state["problem"], context_of(runtime).final_step)
     update["subproblems"] = chosen
     emit(runtime, "decomposition", subproblems=chosen, options=len(options),
          fallback=update["decomposition_fallback"] or update["selection_fallback"])

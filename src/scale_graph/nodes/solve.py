@@ -12,21 +12,19 @@ from langgraph.runtime import Runtime
 
 from scale_graph import prompts
 from scale_graph.context import Context
-from scale_graph.models import ModeProfile, call_model, messages_for
+from scale_graph.models import Profiles, call_model, messages_for
 from scale_graph.nodes._runtime import emit, profiles_of, trace
 from scale_graph.state import Mode, State, StepResult
 
-MODE_INSTRUCTION: dict[Mode, str] = {"system1": prompts.SOLVE_FAST, "system2": prompts.SOLVE_DEEP}
 
-
-def solve_turn(problem: str, subproblems: list[str], index: int, mode: Mode) -> str:
-    """The user turn that asks for sub-problem ``index`` in ``mode`` (the first turn also states P)."""
+def solve_turn(problem: str, subproblems: list[str], index: int, instruction: str) -> str:
+    """The user turn that asks for sub-problem ``index`` with its mode's instruction (the first also states P)."""
     template = prompts.SOLVE_CURRENT_LAST if index == len(subproblems) - 1 else prompts.SOLVE_CURRENT
-    turn = template.format(number=index + 1, subproblem=subproblems[index], instruction=MODE_INSTRUCTION[mode])
+    turn = template.format(number=index + 1, subproblem=subproblems[index], instruction=instruction)
     return prompts.PROBLEM.format(problem=problem) + turn if index == 0 else turn
 
 
-def solve_messages(profile: ModeProfile, problem: str, subproblems: list[str], steps: list[StepResult],
+def solve_messages(profiles: Profiles, problem: str, subproblems: list[str], steps: list[StepResult],
                    mode: Mode) -> list[BaseMessage]:
     """The context C_i of Eq. 5 as a conversation, ending with the user turn for s_i in ``mode``.
 
@@ -34,11 +32,11 @@ def solve_messages(profile: ModeProfile, problem: str, subproblems: list[str], s
     it was sent and answered. Each request is thus the previous one plus the model's own reply plus one short
     turn: a prefix cache holds all of it but that last turn, whatever the modes.
     """
-    modes = [step["mode"] for step in steps] + [mode]
-    messages = messages_for(profile, None, solve_turn(problem, subproblems, 0, modes[0]))
-    for step, next_mode in zip(steps, modes[1:], strict=True):
+    instructions = [profiles.for_mode(m).instruction for m in [*(step["mode"] for step in steps), mode]]
+    messages = messages_for(profiles.for_mode(mode), None, solve_turn(problem, subproblems, 0, instructions[0]))
+    for step, instruction in zip(steps, instructions[1:], strict=True):
         messages += [AIMessage(step["solution"]),
-                     HumanMessage(solve_turn(problem, subproblems, step["index"] + 1, next_mode))]
+                     HumanMessage(solve_turn(problem, subproblems, step["index"] + 1, instruction))]
     return messages
 
 
@@ -51,7 +49,7 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
     emit(runtime, "solving", index=i, mode=mode, difficulty=assessment["difficulty"])
     reply = call_model(
         profile,
-        solve_messages(profile, state["problem"], state["subproblems"], steps, mode),
+        solve_messages(profiles, state["problem"], state["subproblems"], steps, mode),
         **trace(runtime, "solve", state.get("problem_id"), mode=mode, subproblem=i,
                 difficulty=assessment["difficulty"]),
     )
@@ -59,6 +57,8 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
         index=i,
         subproblem=state["subproblems"][i],
         difficulty=assessment["difficulty"],
+        assessed_difficulty=assessment.get("assessed", assessment["difficulty"]),
+        forced=assessment.get("forced"),
         mode=mode,
         solution=reply.content,
         reasoning=reply.reasoning,
@@ -67,7 +67,7 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
         cached_tokens=reply.cached_tokens,
         latency=round(reply.latency, 3),
         finish_reason=reply.finish_reason,
-        fallback=assessment["fallback"],
+        fallback="; ".join(f for f in (assessment["fallback"], reply.fit_note()) if f) or None,
     )
     emit(runtime, "solved", index=i, mode=mode, completion_tokens=reply.completion_tokens,
          seconds=step["latency"])

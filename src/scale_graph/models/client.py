@@ -1,0 +1,268 @@
+"""The one helper every model call goes through: :func:`call_model`.
+
+It applies a :class:`~scale_graph.models.profiles.ModeProfile`, fits the completion budget into the endpoint's
+context (the reference code's rule: a request's ``max_tokens`` is shrunk so prompt + completion fit, with a small
+margin), holds a request slot, measures latency and usage, keeps separate reasoning text, and turns transport
+failures into :class:`~scale_graph.models.errors.EndpointError`. This module knows nothing of graphs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import ChatResult
+from langchain_openai import ChatOpenAI
+
+from scale_graph.models.endpoint import CONNECT_TIMEOUT, count_prompt_tokens, upper_bound_tokens
+from scale_graph.models.errors import EndpointError
+from scale_graph.models.profiles import ModeProfile
+from scale_graph.state import Usage
+
+CONTEXT_MARGIN = 50
+"""Tokens left free between prompt + completion and the context length (the reference code leaves 50)."""
+
+MIN_COMPLETION_TOKENS = 32
+"""Below this much room a request is not sent: the step records ``context_full`` instead."""
+
+CONTEXT_FULL = "context_full"
+"""The finish reason of a request that was not sent because its prompt leaves no room in the context."""
+
+
+class ChatOpenAICompatible(ChatOpenAI):
+    """``ChatOpenAI`` that keeps the separate reasoning text vLLM-style servers return.
+
+    vLLM's reasoning parsers put the thinking in ``message.reasoning_content`` (older) or ``message.reasoning``
+    (newer); plain ``ChatOpenAI`` drops both. We keep it in ``additional_kwargs["reasoning_content"]``.
+    """
+
+    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        raw = response if isinstance(response, Mapping) else response.model_dump()
+        for gen, choice in zip(result.generations, raw.get("choices") or [], strict=False):
+            message = choice.get("message") or {}
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
+            if reasoning:
+                gen.message.additional_kwargs["reasoning_content"] = reasoning
+        return result
+
+    def _convert_chunk_to_generation_chunk(self, chunk: dict, default_chunk_class: type,
+                                           base_generation_info: dict | None) -> Any:
+        gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+        choices = chunk.get("choices") or []
+        if gen is not None and choices:
+            delta = choices[0].get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                gen.message.additional_kwargs["reasoning_content"] = reasoning
+        return gen
+
+
+@functools.lru_cache(maxsize=32)
+def chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
+    """The chat model for a profile (cached: one HTTP connection pool per profile).
+
+    ``max_retries=0``: transport retries happen in exactly one place, the node ``RetryPolicy``.
+    """
+    return ChatOpenAICompatible(
+        base_url=profile.base_url,
+        model=profile.model,
+        api_key=profile.api_key or "not-needed",  # type: ignore[arg-type]
+        max_tokens=profile.max_tokens,  # sent as max_completion_tokens
+        temperature=profile.temperature,
+        top_p=profile.top_p,
+        extra_body=profile.body_extras() or None,
+        timeout=httpx.Timeout(profile.timeout, connect=CONNECT_TIMEOUT),
+        max_retries=0,
+        stream_usage=True,
+    )
+
+
+@dataclass
+class ModelReply:
+    """What one model call produced, with its cost."""
+
+    content: str
+    reasoning: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency: float
+    finish_reason: str | None
+    capped_to: int | None = None
+    """The completion budget actually sent, when it was shrunk to fit the context (else None)."""
+
+    @property
+    def sent(self) -> bool:
+        """False when the request was never sent (no room left in the context)."""
+        return self.finish_reason != CONTEXT_FULL
+
+    def usage(self) -> Usage:
+        """The usage record of this call."""
+        return Usage(calls=int(self.sent), prompt_tokens=self.prompt_tokens,
+                     completion_tokens=self.completion_tokens, cached_tokens=self.cached_tokens,
+                     seconds=round(self.latency, 6))
+
+    def fit_note(self) -> str | None:
+        """The fallback to record when the budget was shrunk or nothing fitted, else None."""
+        if not self.sent:
+            return f"{CONTEXT_FULL}: a {self.prompt_tokens}-token prompt leaves no room to answer"
+        return f"budget_capped→{self.capped_to}" if self.capped_to is not None else None
+
+
+def fit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> tuple[int | None, int]:
+    """The completion budget to send for ``messages`` and the prompt tokens counted (0: not counted).
+
+    ``(None, n)``: the profile's own budget fits. ``(cap, n)``: shrink it to ``cap``. ``(0, n)``: less than
+    :data:`MIN_COMPLETION_TOKENS` fits, do not send. Prompts are counted with the server's tokenizer only when a
+    safe upper bound says they might not fit.
+    """
+    if not profile.max_model_len:
+        return None, 0
+    room = profile.max_model_len - CONTEXT_MARGIN
+    if upper_bound_tokens(messages) + profile.max_tokens <= room:
+        return None, 0
+    prompt = count_prompt_tokens(profile.base_url, profile.model, messages,
+                                 chat_template_kwargs=profile.chat_template_kwargs(), api_key=profile.api_key)
+    if prompt + profile.max_tokens <= room:
+        return None, prompt
+    cap = room - prompt
+    return (cap if cap >= MIN_COMPLETION_TOKENS else 0), prompt
+
+
+def messages_for(profile: ModeProfile, system: str | None, user: str) -> list[BaseMessage]:
+    """System prompt (the stage's, else the profile's) and one user message."""
+    sys_text = system if system is not None else profile.system_prompt
+    return ([SystemMessage(sys_text)] if sys_text else []) + [HumanMessage(user)]
+
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def _endpoint_error(profile: ModeProfile, exc: Exception) -> EndpointError:
+    if isinstance(exc, openai.APITimeoutError):
+        return EndpointError(profile.base_url, f"timed out ({exc})", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return EndpointError(profile.base_url, f"cannot connect ({exc.__cause__ or exc})", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        return EndpointError(profile.base_url, f"HTTP {exc.status_code}: {exc.message}",
+                             retryable=exc.status_code in _RETRYABLE_STATUS)
+    # A body that is not a chat completion (malformed JSON, missing choices): the server is misbehaving.
+    return EndpointError(profile.base_url, f"malformed response ({type(exc).__name__}: {exc})", retryable=True)
+
+
+_MALFORMED_MARKERS = ("Unexpected response type", "Response missing 'choices'", "null value for 'choices'",
+                      "Expecting value", "Unterminated string", "Expecting property name")
+
+
+def _is_malformed_body(exc: Exception) -> bool:
+    """True for the errors langchain-openai/openai raise on a body that is not a chat completion."""
+    return isinstance(exc, json.JSONDecodeError) or any(m in str(exc) for m in _MALFORMED_MARKERS)
+
+
+_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def endpoint_slot(base_url: str, limit: int | None) -> Iterator[None]:
+    """Hold one of ``limit`` request slots of ``base_url`` (shared by every profile of this process)."""
+    if not limit:
+        yield
+        return
+    with _slots_lock:
+        slot = _slots.setdefault((base_url, limit), threading.BoundedSemaphore(limit))
+    with slot:
+        yield
+
+
+def call_model(
+    profile: ModeProfile,
+    messages: Sequence[BaseMessage],
+    *,
+    response_format: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    tags: Sequence[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> ModelReply:
+    """Call the model once with ``profile``; raise :class:`EndpointError` on a transport fault.
+
+    The completion budget is shrunk to fit the context (``reply.capped_to``); when no useful room is left the
+    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`.
+    """
+    llm = chat_model(profile)
+    kwargs: dict[str, Any] = {}
+    if response_format is not None:
+        kwargs["response_format"] = response_format
+    cap, counted = fit_budget(profile, messages)
+    if cap == 0:
+        return ModelReply(content="", reasoning=None, prompt_tokens=counted, completion_tokens=0, cached_tokens=0,
+                          latency=0.0, finish_reason=CONTEXT_FULL, capped_to=0)
+    if cap is not None:
+        kwargs["max_tokens"] = cap  # langchain-openai sends it as max_completion_tokens
+    config = {"run_name": run_name or profile.name, "tags": [profile.name, *tags],
+              "metadata": {"mode_profile": profile.name, "model": profile.model, **(metadata or {})}}
+    with endpoint_slot(profile.base_url, profile.max_concurrent):
+        start = time.perf_counter()
+        try:
+            msg = llm.invoke(list(messages), config=config, **kwargs)  # type: ignore[arg-type]
+        except openai.LengthFinishReasonError as exc:
+            # A structured reply cut off by the budget is unusable content, not a transport fault: hand back what
+            # came, so the stage's bounded content retries and then its fallback apply.
+            reply = reply_from_completion(exc.completion, time.perf_counter() - start)
+            reply.capped_to = cap
+            return reply
+        except openai.APIError as exc:
+            raise _endpoint_error(profile, exc) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            if not _is_malformed_body(exc):
+                raise
+            raise _endpoint_error(profile, exc) from exc
+        latency = time.perf_counter() - start
+    reply = reply_from_message(msg, latency)
+    reply.capped_to = cap
+    return reply
+
+
+def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:
+    """Text, reasoning, usage and finish reason of a chat model's reply."""
+    assert isinstance(msg, AIMessage), type(msg)
+    usage = msg.usage_metadata or {}
+    details = usage.get("input_token_details") or {}
+    content = msg.content if isinstance(msg.content, str) else "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in msg.content
+    )
+    return ModelReply(
+        content=content,
+        reasoning=msg.additional_kwargs.get("reasoning_content"),
+        prompt_tokens=int(usage.get("input_tokens") or 0),
+        completion_tokens=int(usage.get("output_tokens") or 0),
+        cached_tokens=int(details.get("cache_read") or 0),
+        latency=latency,
+        finish_reason=msg.response_metadata.get("finish_reason"),
+    )
+
+
+def reply_from_completion(completion: Any, latency: float) -> ModelReply:
+    """A :class:`ModelReply` from a raw OpenAI ``ChatCompletion`` (when the client refused to parse it)."""
+    choice = completion.choices[0] if completion.choices else None
+    usage = completion.usage
+    details = getattr(usage, "prompt_tokens_details", None)
+    return ModelReply(
+        content=(choice.message.content if choice else None) or "",
+        reasoning=None,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=(details.cached_tokens or 0) if details else 0,
+        latency=latency,
+        finish_reason=choice.finish_reason if choice else "length",
+    )
