@@ -41,6 +41,8 @@ class SolveResult:
     """``completed``, or ``budget_exhausted`` when a per-problem budget stopped the run (see ``stop_reason``)."""
     stop_reason: str | None = None
     thread_id: str | None = None
+    preset: str | None = None
+    """The preset the run used (``auto`` resolved)."""
 
     @classmethod
     def from_state(cls, state: dict[str, Any], thread_id: str | None = None) -> SolveResult:
@@ -56,6 +58,7 @@ class SolveResult:
             status=state.get("status") or "completed",
             stop_reason=state.get("stop_reason"),
             thread_id=thread_id,
+            preset=state.get("preset"),
         )
 
     @property
@@ -72,6 +75,7 @@ class SolveResult:
         """The output schema plus totals, as plain JSON-ready data."""
         out: OutputState = {
             "status": self.status, "stop_reason": self.stop_reason,  # type: ignore[typeddict-item]
+            "preset": self.preset or "",
             "answer": self.answer, "answer_fallback": self.answer_fallback, "subproblems": self.subproblems,
             "decomposition_fallback": self.decomposition_fallback,
             "selection_fallback": self.selection_fallback, "steps": self.steps,
