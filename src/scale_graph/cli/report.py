@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="tables and plots from eval results",
-        description="Print the method × data set table (Acc, Tok, Tpi, Hard%, time) and write "
-        "report.md and PNG plots.",
+        description="Print the method × data set table (Acc, Tok with and without the scaffolding calls, Tpi, "
+        "Hard%, errored attempts, time) and write report.md and PNG plots.",
     )
     p.add_argument(
         "dirs", nargs="+", type=Path, help="results directories (or files) written by scale eval/sweep"
@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def render(metrics: Sequence[RunMetrics], console: Console) -> None:
     """The main table and the token split."""
-    table = Table(title="Results (Acc = pass@1 averaged over samples; Tok, prompt tok, calls, s per attempt)")
+    table = Table(title="Results (Acc = pass@1 averaged over samples; Tok over all stages and solve Tok without "
+                        "decompose/select/assess, prompt tok, calls, s: per attempt; errors: attempts the endpoint "
+                        "rejected, counted wrong)")
     for col in COLUMNS:
         table.add_column(col, justify="left" if col in {"dataset", "method"} else "right", no_wrap=True)
     for row in table_rows(metrics):

@@ -14,12 +14,24 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scale_graph.eval.files import atomic_path, write_text_atomic
 from scale_graph.eval.metrics import RunMetrics
 
 SCALE_FAMILY = ("scale", "all-fast", "all-deep")
 
-COLUMNS = ("dataset", "method", "n", "Acc %", "Tok", "Tpi", "Hard %", "prompt tok", "calls", "s/attempt")
-"""The table's columns: n is problems × attempts; Tok, prompt tok, calls and seconds are per attempt."""
+COLUMNS = ("dataset", "method", "n", "Acc %", "Tok", "solve Tok", "Tpi", "Hard %", "errors", "prompt tok", "calls",
+           "s/attempt")
+"""The table's columns: n is problems × attempts; Tok, solve Tok, prompt tok, calls and seconds are per attempt;
+errors counts the attempts the endpoint rejected (counted wrong)."""
+
+LEGEND = (
+    "Acc = pass@1 averaged over samples (an attempt the endpoint rejected counts as wrong); Tok = completion "
+    "tokens per attempt over all stages; solve Tok = the same without the scaffolding calls (decompose, select, "
+    "assess): System 1 and System 2 units, InftyThink's rounds with their summaries; Tpi = completion tokens per "
+    "unit (sub-problem, sample, or round with its summary); Hard % = share of units on System 2 (SCALE: "
+    "sub-problems, the forced final System 2 step included). n = problems × attempts per problem; errors = "
+    "attempts the endpoint rejected (left out of the token averages)."
+)
 
 
 def table_rows(metrics: Sequence[RunMetrics]) -> list[list[str]]:
@@ -31,8 +43,10 @@ def table_rows(metrics: Sequence[RunMetrics]) -> list[list[str]]:
             f"{m.problems}×{m.attempts // max(1, m.problems)}",
             f"{100 * m.acc:.1f}",
             f"{m.tok:.0f}",
+            f"{m.solve_tok:.0f}",
             f"{m.tpi:.0f}",
             f"{100 * m.hard:.0f}",
+            str(m.errors),
             f"{m.prompt_tokens:.0f}",
             f"{m.calls:.1f}",
             f"{m.seconds:.1f}",
@@ -66,15 +80,14 @@ def markdown(metrics: Sequence[RunMetrics]) -> str:
 
     split = stage_rows(metrics)
     notes = [f"- {m.dataset} / {m.label}: grading {_counts(m.grade_status)}"
+             + (f" ({m.errors} of the errors: attempts the endpoint rejected)" if m.errors else "")
              for m in metrics if set(m.grade_status) - {"ok"}]
     parts = [
         "## Results",
         "",
         md_table(COLUMNS, table_rows(metrics)),
         "",
-        "Acc = pass@1 averaged over samples; Tok = completion tokens per attempt over all stages; Tpi = "
-        "completion tokens per unit (sub-problem, sample, or round with its summary); Hard % = share of "
-        "units on System 2. n = problems × attempts per problem.",
+        LEGEND,
         "",
         "## Completion tokens per attempt, by stage and mode",
         "",
@@ -89,7 +102,8 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def pyplot():  # type: ignore[no-untyped-def]
+    """The pyplot module on matplotlib's non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +116,7 @@ def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path |
     """Acc against Tok: a panel per data set, one point per run, each named in the legend."""
     if not metrics:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     datasets = sorted({m.dataset for m in metrics})
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
@@ -118,7 +132,7 @@ def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path |
         ax.grid(alpha=0.3)
         ax.margins(x=0.15)
         ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
@@ -133,7 +147,7 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     )
     if not series:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     panels = [
         ("accuracy (pass@1, %)", lambda m: 100 * m.acc),
@@ -148,7 +162,7 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("SCALE τ sweep")
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
@@ -163,7 +177,7 @@ def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     series = {name: pts for name, pts in series.items() if len(pts) > 1}
     if not series:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, (ylabel, value) in zip(
         axes,
@@ -179,7 +193,7 @@ def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("System 2 budget sweep (System 1 budget fixed)")
-    return _save(fig, plt, path)
+    return save_figure(fig, plt, path)
 
 
 def _tau_limits(series: dict[str, list[tuple[float, RunMetrics]]]) -> tuple[float, float]:
@@ -205,19 +219,20 @@ def _series(
     return {n: sorted(pts, key=lambda p: p[0]) for n, pts in out.items()}
 
 
-def _save(fig: object, plt: object, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_figure(fig: object, plt: object, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (whole or not at all) and close it; returns ``path``."""
     fig.tight_layout()  # type: ignore[attr-defined]
-    fig.savefig(path, dpi=120)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[attr-defined]
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)  # type: ignore[attr-defined]
+    finally:
+        plt.close(fig)  # type: ignore[attr-defined]
     return path
 
 
 def write_report(metrics: Sequence[RunMetrics], out_dir: Path) -> list[Path]:
     """``report.md`` and every plot there is data for, in ``out_dir``; returns the files written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report = out_dir / "report.md"
-    report.write_text(markdown(metrics), encoding="utf-8")
+    report = write_text_atomic(out_dir / "report.md", markdown(metrics))
     plots = [
         plot_accuracy_vs_tokens(metrics, out_dir / "accuracy_vs_tokens.png"),
         plot_tau_sweep(metrics, out_dir / "tau_sweep.png"),
