@@ -17,9 +17,10 @@ from scale_graph.cli import main
 from scale_graph.eval.datasets import load_dataset
 from scale_graph.eval.metrics import compute_all
 from scale_graph.eval.results import read_dirs, read_rows
-from scale_graph.eval.runner import EvalRun, run_eval
+from scale_graph.eval.runner import EvalRun, is_attempt_error, run_eval, stops_run
 from scale_graph.graph.methods import get_method
-from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, user_text
+from scale_graph.models import EndpointError
+from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
 from tests.conftest import fake_context
 
 
@@ -34,11 +35,9 @@ def write_dataset(path: Path, n: int) -> Path:
 
 
 def doubling_script(body):
-    """Answers 'What is i + i?' with 2i (correct), boxed; SCALE's other stages as scale_script."""
+    """Answers a baseline's 'What is i + i?' with 2i (correct), boxed; SCALE's stages as scale_script."""
     text = user_text(body)
-    if "What is" in text and body["messages"][0]["content"].startswith(
-        "You are a careful mathematician. Solve"
-    ):
+    if "What is" in text and stage_of(body) == "other":
         i = int(text.split("What is ")[1].split(" ")[0])
         return Reply(content=f"{i} + {i} = {2 * i}, so \\boxed{{{2 * i}}}")
     return scale_script(body)
@@ -157,6 +156,82 @@ def test_an_endpoint_failure_stops_the_run(fake_models, tmp_path):
     assert [r["problem_id"] for r in read_rows(run.path)] == ["p0"]  # p2, p3 never started
     fake_models(doubling_script)
     assert run_eval(make_run(tmp_path, n=4)).done == 3
+
+
+def test_a_rejected_request_is_an_error_row_and_the_run_goes_on(tmp_path):
+    """An HTTP 400 (vLLM's context-length overflow) on one attempt is recorded on its row; the rest still run."""
+
+    def script(body):
+        if "What is 1 + 1" in user_text(body):
+            return Reply(status=400)  # "This model's maximum context length is …"
+        return doubling_script(body)
+
+    dataset = load_dataset(str(write_dataset(tmp_path / "tiny.jsonl", 3)))
+    with FakeOpenAIServer(script) as server:
+        def job():
+            return EvalRun(dataset=dataset, method=get_method("cot"), out_dir=tmp_path / "out",
+                           context=fake_context(base_url=server.base_url, model="m"), samples=2, concurrency=1)
+
+        outcome = run_eval(job())
+        assert (outcome.done, outcome.errored, outcome.failed, outcome.stopped) == (6, 2, [], None)
+        rows = {(r["problem_id"], r["sample"]): r for r in read_rows(job().path)}
+        assert len(rows) == 6
+        bad = rows[("p1", 0)]
+        assert "HTTP 400" in bad["error"] and bad["correct"] is False and bad["answer"] is None
+        assert bad["verdict"]["status"] == "error" and bad["tokens"]["completion"] == 0 and bad["units"] == []
+        assert all(r["correct"] and "error" not in r for k, r in rows.items() if k[0] != "p1")
+        requests = len(server.requests)
+        assert run_eval(job()).done == 0 and len(server.requests) == requests  # recorded: not run again
+        path = job().path
+    (m,) = compute_all(read_rows(path))
+    assert m.errors == 2 and m.acc == pytest.approx(2 / 3) and m.grade_status == {"ok": 4, "error": 2}
+    assert m.tok == pytest.approx(sum(r["tokens"]["completion"] for r in rows.values()) / 4)  # ran attempts only
+
+
+@pytest.mark.parametrize(
+    ("reason", "retryable", "attempt_only"),
+    [
+        ("HTTP 400: This model's maximum context length is 40960 tokens", False, True),
+        ("HTTP 413: payload too large", False, True),
+        ("HTTP 422: unprocessable", False, True),
+        ("HTTP 401: unauthorized", False, False),  # every request would fail: stop
+        ("HTTP 404: model not found", False, False),
+        ("HTTP 503: overloaded", True, False),  # after the retries: stop
+        ("cannot connect (refused)", True, False),
+        ("timed out (read)", True, False),
+    ],
+)
+def test_which_endpoint_errors_concern_one_attempt_only(reason, retryable, attempt_only):
+    exc = EndpointError("http://x/v1", reason, retryable=retryable)
+    assert is_attempt_error(exc) is attempt_only and stops_run(exc) is not attempt_only
+    assert not is_attempt_error(ValueError("HTTP 400")) and not stops_run(ValueError("x"))
+
+
+def test_an_unreachable_endpoint_still_stops_the_run(tmp_path):
+    with FakeOpenAIServer(doubling_script) as server:
+        url = server.base_url
+    run = EvalRun(dataset=load_dataset(str(write_dataset(tmp_path / "tiny.jsonl", 3))), method=get_method("cot"),
+                  context=fake_context(base_url=url, model="m", request_timeout=5), out_dir=tmp_path / "out")
+    outcome = run_eval(run)
+    assert outcome.stopped and outcome.done == 0 and not read_rows(run.path)
+
+
+def test_eval_profile_paper_defaults_to_8_samples(tmp_path):
+    dataset = write_dataset(tmp_path / "tiny.jsonl", 2)
+    with FakeOpenAIServer(doubling_script) as server:
+        common = ["--dataset", str(dataset), "--method", "cot", "--limit", "1", "--base-url", server.base_url,
+                  "--profile", "paper", "--quiet"]
+        assert main(["eval", *common, "--out", str(tmp_path / "a")]) == 0
+        assert main(["eval", *common, "--samples", "2", "--out", str(tmp_path / "b")]) == 0
+        no_profile = [a for a in common if a not in ("--profile", "paper")]
+        assert main(["eval", *no_profile, "--out", str(tmp_path / "c")]) == 0
+        assert main(["sweep", *common, "--thresholds", "0.5", "--samples", "1", "--out", str(tmp_path / "d")]) == 0
+    rows = list(read_dirs([tmp_path / "a"]))
+    assert len(rows) == 8 and rows[0]["settings"]["samples"] == 8
+    assert rows[0]["settings"]["system2_max_tokens"] == 32768  # the profile's budget
+    assert len(list(read_dirs([tmp_path / "b"]))) == 2
+    assert len(list(read_dirs([tmp_path / "c"]))) == 1  # no profile: 1 sample
+    assert len(list(read_dirs([tmp_path / "d"]))) == 1
 
 
 EVAL_SCRIPT = "import sys; from scale_graph.cli import main; sys.exit(main())"

@@ -21,7 +21,7 @@ from rich.progress import (
 
 from scale_graph.api import endpoint
 from scale_graph.cli.common import add_context_options, context_from_args
-from scale_graph.context import Context
+from scale_graph.context import PROFILES, Context
 from scale_graph.eval.datasets import Dataset, DatasetError, load_dataset
 from scale_graph.eval.results import Row, read_rows
 from scale_graph.eval.runner import EvalOutcome, EvalRun, run_eval
@@ -71,9 +71,9 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--samples",
         type=positive_int,
-        default=1,
+        default=None,
         help="samples per problem: independent attempts (Acc = pass@1 averaged over them); for "
-        "majority, the votes inside one attempt (default 1)",
+        "majority, the votes inside one attempt (default 1; 8 with --profile paper)",
     )
     p.add_argument("--limit", type=positive_int, help="only the first N problems")
     p.add_argument(
@@ -102,6 +102,13 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     add_context_options(p)
 
 
+def samples_from_args(args: argparse.Namespace) -> int:
+    """``--samples``, else the ``--profile``'s number of samples (``paper``: 8), else 1."""
+    if args.samples is not None:
+        return int(args.samples)
+    return int(PROFILES.get(getattr(args, "profile", None) or "", {}).get("samples", 1))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``scale eval``."""
     p = sub.add_parser(
@@ -118,8 +125,11 @@ def _stats(rows: list[Row], failed: int) -> str:
     if not rows:
         return ""
     acc = sum(bool(r["correct"]) for r in rows) / len(rows)
-    tok = sum(r["tokens"]["completion"] for r in rows) / len(rows)
-    note = f" · [red]{failed} failed[/]" if failed else ""
+    ran = [r for r in rows if not r.get("error")]
+    tok = sum(r["tokens"]["completion"] for r in ran) / max(1, len(ran))
+    errored = len(rows) - len(ran)
+    note = f" · [yellow]{errored} errored[/]" if errored else ""
+    note += f" · [red]{failed} failed[/]" if failed else ""
     return f"acc {100 * acc:.1f}% · {tok:.0f} tok/attempt{note}"
 
 
@@ -146,6 +156,11 @@ def run_with_progress(
 
         def on_row(row: Row) -> None:
             rows.append(row)
+            if row.get("error"):
+                progress.console.print(
+                    f"[yellow]attempt {row['problem_id']} #{row['sample']} rejected by the endpoint (recorded, "
+                    f"counts as wrong):[/] {row['error']}", highlight=False,
+                )
             progress.update(task, advance=1, stats=_stats(rows, failures))
 
         def on_failure(problem_id: str, sample: int, exc: BaseException) -> None:
@@ -174,9 +189,13 @@ def interruptible[T](work: Callable[[], T], console: Console) -> T:
 
 
 def report_outcome(outcome: EvalOutcome, run: EvalRun, console: Console) -> int:
-    """Print what happened; the exit code (1 when attempts failed or the run stopped early)."""
+    """Print what happened; the exit code (1 when attempts failed or the run stopped early).
+
+    Attempts the endpoint rejected are recorded (as wrong) and do not change the exit code.
+    """
+    errored = f" ({outcome.errored} rejected by the endpoint, recorded as wrong)" if outcome.errored else ""
     console.print(
-        f"{run.path}: {outcome.done} attempts done now, {outcome.skipped} already there, "
+        f"{run.path}: {outcome.done} attempts done now{errored}, {outcome.skipped} already there, "
         f"{len(outcome.failed)} failed",
         highlight=False,
     )
@@ -231,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                 method=get_method(args.method),
                 context=ctx,
                 out_dir=args.out,
-                samples=args.samples,
+                samples=samples_from_args(args),
                 limit=args.limit,
                 concurrency=args.concurrency,
                 experiment=start_experiment(getattr(args, "experiment", None), console),

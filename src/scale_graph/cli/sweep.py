@@ -23,6 +23,7 @@ from scale_graph.cli.eval import (
     load,
     report_outcome,
     run_with_progress,
+    samples_from_args,
 )
 from scale_graph.eval.metrics import compute_all
 from scale_graph.eval.report import write_report
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                     method=get_method(args.method),
                     context=dataclasses.replace(base, **changes),
                     out_dir=args.out,
-                    samples=args.samples,
+                    samples=samples_from_args(args),
                     limit=args.limit,
                     concurrency=args.concurrency,
                 )

@@ -6,6 +6,11 @@ only the attempts that are not in it yet, so an interrupted run resumes where it
 
 Attempts per problem: ``samples`` independent attempts (Acc is pass@1 averaged over them), except for a method
 that votes on its samples (``majority``), where ``samples`` is the number of votes inside one attempt.
+
+When the endpoint rejects one attempt's request (HTTP 400/413/422, e.g. vLLM's "This model's maximum context
+length is …"), that attempt gets an *error row* (``error`` set, ``correct`` false, no answer, zero tokens, verdict
+status ``"error"``) and the run goes on; it counts as wrong and is not retried on resume. An endpoint that cannot
+be reached, times out after its retries, or refuses every request (401, 404 …) stops the run instead.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +100,69 @@ def trace_config(run: EvalRun, problem: Problem, sample: int) -> dict[str, Any]:
                       tags=["eval", *([run.experiment] if run.experiment else [])])
 
 
+REQUEST_REJECTED = frozenset({400, 413, 422})
+"""HTTP statuses that reject one request for what it asks (too long a prompt, bad parameters), not the endpoint."""
+
+
+def http_status(exc: EndpointError) -> int | None:
+    """The HTTP status behind an endpoint error, if it was an HTTP reply at all."""
+    for status in (getattr(exc, "status", None), getattr(exc.__cause__, "status_code", None)):
+        if isinstance(status, int):
+            return status
+    match = re.match(r"HTTP (\d{3})\b", exc.reason)
+    return int(match.group(1)) if match else None
+
+
+def is_attempt_error(exc: BaseException) -> bool:
+    """True when ``exc`` concerns this attempt only: the endpoint answered, but rejected this request.
+
+    Such an error is not retryable and not a connection failure; another attempt (another prompt) may well go
+    through, so the run records it and goes on.
+    """
+    return isinstance(exc, EndpointError) and not exc.retryable and http_status(exc) in REQUEST_REJECTED
+
+
+def stops_run(exc: BaseException) -> bool:
+    """True when ``exc`` means every other attempt would fail the same way (endpoint down, auth, wrong model)."""
+    return isinstance(exc, EndpointError) and not is_attempt_error(exc)
+
+
+def _row_head(run: EvalRun, problem: Problem, sample: int) -> Row:
+    return {
+        "run": run.run_id,
+        "dataset": run.dataset.name,
+        "problem_id": problem.id,
+        "sample": sample,
+        "method": run.method.name,
+        "settings": run.settings(),
+        "problem": problem.problem,
+        "gold": problem.answer,
+    }
+
+
+def error_row(run: EvalRun, problem: Problem, sample: int, exc: BaseException, wall: float) -> Row:
+    """The results row of an attempt the endpoint rejected: wrong, no answer, no units, zero tokens.
+
+    The tokens of the calls that went through before the rejection are not known (the graph returned no
+    output), so they are recorded as zero; metrics leave error rows out of the token averages.
+    """
+    return {
+        **_row_head(run, problem, sample),
+        "answer": None,
+        "answer_fallback": None,
+        "correct": False,
+        "verdict": {"correct": False, "extracted": None, "status": "error", "seconds": 0.0},
+        "error": f"{type(exc).__name__}: {exc}",
+        "tokens": {"completion": 0, "prompt": 0, "by_stage": {},
+                   "by_mode": {"system1": 0, "system2": 0, "control": 0}, "calls": 0},
+        "unit": run.method.unit,
+        "units": [],
+        "subproblems": None,
+        "wall_seconds": round(wall, 3),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def run_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool | None = None) -> Row:
     """Run one attempt through the method's graph, grade it and build its results row."""
     start = time.perf_counter()
@@ -105,14 +174,7 @@ def run_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool |
     unit_records = units(run.method, output)
     verdict = grade(problem.answer, final_text(run.method, output, unit_records), run.dataset.kind, pool=pool)
     return {
-        "run": run.run_id,
-        "dataset": run.dataset.name,
-        "problem_id": problem.id,
-        "sample": sample,
-        "method": run.method.name,
-        "settings": run.settings(),
-        "problem": problem.problem,
-        "gold": problem.answer,
+        **_row_head(run, problem, sample),
         "answer": output.get("answer"),
         "answer_fallback": output.get("answer_fallback"),
         "correct": verdict["correct"],
@@ -131,7 +193,9 @@ class EvalOutcome:
     """What a call of :func:`run_eval` did."""
 
     done: int = 0
-    """Attempts finished and written now."""
+    """Attempts finished and written now (error rows included)."""
+    errored: int = 0
+    """Of those, attempts the endpoint rejected, written as error rows (they count as wrong)."""
     skipped: int = 0
     """Attempts already in the results file."""
     failed: list[tuple[str, int, str]] = field(default_factory=list)
@@ -149,9 +213,10 @@ def run_eval(
 ) -> EvalOutcome:
     """Run every pending attempt, up to ``run.concurrency`` at a time, appending each row as it finishes.
 
-    An attempt that raises is reported and left for the next run; an :class:`EndpointError` (which the graphs
-    raise only after their transport retries) stops the run, since every other attempt would fail the same
-    way.
+    An attempt whose request the endpoint rejected (:func:`is_attempt_error`) is written as an error row and
+    the run goes on. Any other :class:`EndpointError` (which the graphs raise only after their transport
+    retries) stops the run, since every other attempt would fail the same way. Any other exception is
+    reported through ``on_failure`` and the attempt is left for the next run.
     """
     pending = run.pending()
     outcome = EvalOutcome(skipped=len(run.attempts()) - len(pending))
@@ -167,10 +232,15 @@ def run_eval(
                 problem, sample = todo.get_nowait()
             except queue.Empty:
                 return
+            start = time.perf_counter()
             try:
                 finished.put((problem, sample, run_attempt(run, problem, sample, pool), None))
             except Exception as exc:  # reported per attempt; the run goes on unless the endpoint failed
-                if isinstance(exc, EndpointError):
+                if is_attempt_error(exc):
+                    finished.put((problem, sample, error_row(run, problem, sample, exc,
+                                                             time.perf_counter() - start), None))
+                    continue
+                if stops_run(exc):
                     stop.set()
                 finished.put((problem, sample, None, exc))
 
@@ -190,6 +260,7 @@ def run_eval(
             if row is not None:
                 writer.append(row)
                 outcome.done += 1
+                outcome.errored += bool(row.get("error"))
                 if on_row:
                     on_row(row)
                 continue
@@ -197,6 +268,6 @@ def run_eval(
             outcome.failed.append((problem.id, sample, f"{type(exc).__name__}: {exc}"))
             if on_failure:
                 on_failure(problem.id, sample, exc)
-            if isinstance(exc, EndpointError) and outcome.stopped is None:
+            if stops_run(exc) and outcome.stopped is None:
                 outcome.stopped = str(exc)
     return outcome
