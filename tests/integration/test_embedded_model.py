@@ -9,7 +9,8 @@ import pytest
 
 from scale_graph import solve
 from scale_graph.context import Context
-from scale_graph.models import build_profiles, call_model
+from scale_graph.models import build_profiles, call_model, messages_for
+from scale_graph.models.endpoint import count_prompt_tokens, upper_bound_tokens
 from scale_graph.nodes.route import select_mode
 from scale_graph.nodes.solve import solve_messages
 
@@ -49,10 +50,25 @@ def test_consecutive_solve_prompts_hit_the_prefix_cache(embedded_server) -> None
                               "local")
     problem = gsm8k(1)[0]["problem"]
     subs = ["How many clips in April?", "How many clips in May?", "How many altogether?"]
-    first = call_model(profiles.system2, solve_messages(profiles.system2, problem, subs, [], "system2"))
+    first = call_model(profiles.system2, solve_messages(profiles, problem, subs, [], "system2"))
     step = {"index": 0, "subproblem": subs[0], "mode": "system2", "solution": first.content}
     second = call_model(profiles.system1,  # a mode switch
-                        solve_messages(profiles.system1, problem, subs, [step], "system1"))  # type: ignore[list-item]
+                        solve_messages(profiles, problem, subs, [step], "system1"))  # type: ignore[list-item]
     # the whole first prompt and (nearly) the reply as generated: only the new turn's tokens are computed
     assert second.cached_tokens >= first.prompt_tokens + first.completion_tokens - 2, (first, second)
     assert second.cached_tokens <= second.prompt_tokens
+
+
+def test_prompt_tokens_are_counted_with_the_servers_tokenizer(embedded_server) -> None:
+    """llama.cpp's /tokenize counts the text; the count (plus the template allowance) covers what the chat
+    endpoint reports for the same messages, and the budget is shrunk to fit one slot's context."""
+    profiles = build_profiles(Context(system2_max_tokens=24), embedded_server.base_url, "local",
+                              max_model_len=embedded_server.settings.ctx_per_slot)
+    messages = messages_for(profiles.system2, None, "Count the words: " + " ".join(["apple"] * 300))
+    counted = count_prompt_tokens(embedded_server.base_url, "local", messages)
+    reply = call_model(profiles.system2, messages)
+    assert reply.prompt_tokens <= counted < upper_bound_tokens(messages)
+    big = build_profiles(Context(system2_max_tokens=32768), embedded_server.base_url, "local",
+                         max_model_len=embedded_server.settings.ctx_per_slot).system2
+    capped = call_model(big, messages)
+    assert capped.capped_to is not None and counted + capped.capped_to <= embedded_server.settings.ctx_per_slot
