@@ -23,7 +23,8 @@ class VllmServer:
     model: str
     port: int
     reasoning_parser: str | None
-    max_model_len: int = 32768
+    max_model_len: int = 40960
+    """The context the reference code ran in (Qwen3's 40,960 tokens); SCALE shrinks budgets to fit it."""
 
     def command(self, *, tensor_parallel: int = 1, gpu_memory_utilization: float | None = None,
                 model: str | None = None, host: str = "127.0.0.1") -> list[str]:
@@ -53,7 +54,6 @@ class Recipe:
     system1: VllmServer
     system2: VllmServer | None = None
     """Its own server for System 2 (paired presets); None when one model serves both modes."""
-    system2_max_tokens: int = 16384
     shares_gpu: bool = False
     """Paired recipes whose two models fit one 80 GB GPU together (each server takes 45% of its memory)."""
 
@@ -62,9 +62,9 @@ class Recipe:
         return [self.system1] + ([self.system2] if self.system2 else [])
 
     def scale_args(self, host: str = "127.0.0.1") -> list[str]:
-        """The ``scale solve`` / ``scale eval`` flags that use this recipe's servers."""
-        args = ["--preset", self.preset, "--base-url", self.system1.base_url(host), "--model", self.system1.model,
-                "--system2-max-tokens", str(self.system2_max_tokens)]
+        """The ``scale solve`` / ``scale eval`` flags that use this recipe's servers, with the paper's settings."""
+        args = ["--profile", "paper", "--preset", self.preset, "--base-url", self.system1.base_url(host),
+                "--model", self.system1.model]
         if self.system2:
             args += ["--system2-base-url", self.system2.base_url(host), "--system2-model", self.system2.model]
         return args

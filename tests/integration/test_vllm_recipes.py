@@ -39,7 +39,7 @@ def test_qwen3_hybrid_switches_thinking_on_one_model(field) -> None:
     assert {b["model"] for b in bodies} == {"Qwen/Qwen3-32B"}
     thinking = {stage_of(b): b["chat_template_kwargs"]["enable_thinking"] for b in bodies}
     assert thinking == {"decompose": False, "assess": False, "system1": False, "system2": True}
-    assert {b["max_completion_tokens"] for b in bodies if stage_of(b) == "system2"} == {16384}
+    assert {b["max_completion_tokens"] for b in bodies if stage_of(b) == "system2"} == {32768}  # --profile paper
     deep = next(s for s in result.steps if s["mode"] == "system2")
     assert deep["reasoning"] == "long careful thought"
     assert deep["completion_tokens"] == 2 + 3  # the server's count includes the reasoning tokens
@@ -67,7 +67,8 @@ def test_rendered_commands_use_prefix_caching_and_the_right_parsers() -> None:
             "--enable-prefix-caching") in text
     assert "env CUDA_VISIBLE_DEVICES=1 vllm serve Qwen/QwQ-32B" in text and "--gpu-memory-utilization" not in text
     assert "--reasoning-parser qwen3" in text and "--reasoning-parser deepseek_r1" in text
-    assert "scale solve --preset paired --base-url http://127.0.0.1:8000/v1" in text
+    assert "scale solve --profile paper --preset paired --base-url http://127.0.0.1:8000/v1" in text
+    assert "--max-model-len 40960" in text
     tp = render(RECIPES["qwen3-hybrid"], tensor_parallel=4)
     assert "--tensor-parallel-size 4" in tp and "--gpu-memory-utilization" not in tp and "CUDA_VISIBLE" not in tp
     small = render(RECIPES["r1-distill"])
