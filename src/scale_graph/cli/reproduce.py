@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="run the paper's Table 1 grid against an endpoint and compare (resumable)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None,
     )
     p.add_argument("--datasets", type=name_list(DATASETS, "data set"), default=list(DATASETS),
                    help=f"comma-separated subset of {','.join(DATASETS)} (default: all)")
