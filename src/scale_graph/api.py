@@ -21,6 +21,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Durability
 
 from scale_graph.context import Context, check_problem
+from scale_graph.local import embedded_endpoint
+from scale_graph.models import check_endpoint
 from scale_graph.state import STAGES, OutputState, StepResult, Usage
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -95,17 +97,12 @@ def endpoint(context: Context, *, model_path: str | None = None,
     Fails fast with :class:`~scale_graph.models.EndpointError` (naming the URL) when a configured endpoint does
     not answer.
     """
-    from scale_graph import models
-
     if context.base_url:
-        models.check_endpoint(context.base_url, context.api_key)
+        check_endpoint(context.base_url, context.api_key)
         yield context
         return
-    from scale_graph.local import EmbeddedServer, ServerSettings
-
-    settings = ServerSettings(slots=max(slots, ServerSettings.slots)) if slots else None
-    with EmbeddedServer(model_path, settings, progress=progress) as server:
-        yield server.serve(context)
+    with embedded_endpoint(context, model_path=model_path, slots=slots, progress=progress) as live:
+        yield live
 
 
 MAX_PARALLEL_TASKS = 64

@@ -15,6 +15,8 @@ import importlib.util
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -235,19 +237,46 @@ _shared: EmbeddedServer | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_server(*, progress: Any = None) -> EmbeddedServer:
-    """The process-wide embedded server, started on first use (for graphs run with no endpoint configured)."""
+def _running_server(model_path: str | None, slots: int | None, progress: Any) -> tuple[EmbeddedServer, bool]:
+    """The process's embedded server and whether this call started it (one server per process, ever)."""
     global _shared
     with _shared_lock:
-        if _shared is None or _shared._server is None:
-            _shared = EmbeddedServer(progress=progress).start()
-        return _shared
+        if _shared is not None and _shared._server is not None:
+            return _shared, False
+        settings = ServerSettings(slots=max(slots, ServerSettings.slots)) if slots else None
+        _shared = EmbeddedServer(model_path, settings, progress=progress).start()
+        return _shared, True
 
 
-def stop_shared_server() -> None:
-    """Stop the process-wide embedded server if it runs."""
+def resolve_endpoint(ctx: Context) -> Context:
+    """``ctx`` with a live endpoint: its own ``base_url``, or the process's embedded server.
+
+    The embedded server is started on first use and stopped at exit. Every model call of a graph goes through
+    here, so a process never runs two servers.
+    """
+    if ctx.base_url:
+        return ctx
+    server, _started = _running_server(None, None, None)
+    return server.serve(ctx)
+
+
+@contextmanager
+def embedded_endpoint(ctx: Context, *, model_path: str | None = None, slots: int | None = None,
+                      progress: Any = None) -> Iterator[Context]:
+    """``ctx`` pointed at the process's embedded server for the duration of a block.
+
+    The server is started here unless one already runs (then it is reused as it is), and stopped at the end of the
+    block if it was started here.
+
+    ``slots``: the server decodes at least this many requests at once (when it is started here).
+    """
     global _shared
-    with _shared_lock:
-        if _shared is not None:
-            _shared.stop()
-            _shared = None
+    server, started = _running_server(model_path, slots, progress)
+    try:
+        yield server.serve(ctx)
+    finally:
+        if started:
+            with _shared_lock:
+                server.stop()
+                if _shared is server:
+                    _shared = None

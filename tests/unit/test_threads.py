@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scale_graph import models, threads
+from scale_graph import api, models, threads
 from scale_graph.checkpoint import default_target, latest_thread_ids, open_checkpointer
 from scale_graph.context import InvalidProblem
 from scale_graph.testing import Reply, earlier_solutions, stage_of
@@ -20,7 +20,7 @@ DIFFICULTY = {SUBPROBLEMS[0]: '{"difficulty": 0.1}', SUBPROBLEMS[1]: '{"difficul
 @pytest.fixture
 def offline(monkeypatch) -> None:
     """The fake endpoint is never contacted (the chat model is faked): skip the fail-fast endpoint check."""
-    monkeypatch.setattr(models, "check_endpoint", lambda *args, **kwargs: None)
+    monkeypatch.setattr(api, "check_endpoint", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

@@ -175,12 +175,9 @@ def _info(base_url: str, ctx: Context, model: str | None) -> EndpointInfo:
 
 
 def resolve_profiles(ctx: Context) -> Profiles:
-    """Profiles for ``ctx``: its endpoint, or the embedded model (started on first use) when none is set."""
+    """Profiles for ``ctx``, whose endpoint must be set (``local.resolve_endpoint`` supplies the embedded one)."""
     if not ctx.base_url:
-        from scale_graph import local
-
-        ctx = local.shared_server().serve(ctx)
-    assert ctx.base_url
+        raise ValueError("no model endpoint: set base_url (or let local.resolve_endpoint start the embedded model)")
     info = _info(ctx.base_url, ctx, ctx.model)
     profiles = build_profiles(ctx, ctx.base_url, ctx.model or info.model, max_model_len=info.max_model_len)
     if profiles.system2.base_url != ctx.base_url and not ctx.max_model_len:

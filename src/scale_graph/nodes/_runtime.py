@@ -9,6 +9,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
 from scale_graph.context import Context
+from scale_graph.local import resolve_endpoint
 from scale_graph.models import Profiles, resolve_profiles
 
 
@@ -29,7 +30,7 @@ def context_of(runtime: Runtime[Context] | None) -> Context:
 
 def profiles_of(runtime: Runtime[Context] | None) -> Profiles:
     """The System 1 / System 2 / control profiles for this run."""
-    return resolve_profiles(context_of(runtime))
+    return resolve_profiles(resolve_endpoint(context_of(runtime)))
 
 
 def emit(runtime: Runtime[Context] | None, event: str, **data: Any) -> None:
