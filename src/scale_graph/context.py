@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AssessPolicy = Literal["upfront", "contextual"]
@@ -223,8 +223,3 @@ def profile_overrides(name: str | None, overrides: dict[str, Any]) -> dict[str, 
     if name not in PROFILES:
         raise ValueError(f"unknown settings profile {name!r}; choose one of {', '.join(PROFILES)}")
     return {**PROFILES[name], **overrides}
-
-
-def context_field_descriptions() -> dict[str, str]:
-    """Field name → description, for docs and ``--help``."""
-    return {f.name: f.metadata.get("description", "") for f in fields(Context)}

@@ -21,8 +21,8 @@ SCALE_SYSTEM = (
     "with the result of the current sub-problem written as \\boxed{...}."
 )
 """The one system prompt of every SCALE stage and both modes: a stage- or mode-specific one would break the
-shared prefix. It says nothing of JSON: a small model then answers its solve turns in JSON too (55% of them in
-one run). The control stages ask for JSON in their own turn, and ``response_format`` enforces it."""
+shared prefix. It says nothing of JSON: told that, a small model answers its solve turns in JSON too (see
+docs/performance.md). The control stages ask for JSON in their own turn, and ``response_format`` enforces it."""
 
 PROBLEM = "Original problem:\n{problem}\n\n"
 """Opens the first user turn of every SCALE request."""

@@ -29,7 +29,6 @@ class ProgressPrinter:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.start = time.monotonic()
-        self.candidates = 0
 
     def message(self, text: str) -> None:
         """Print a free-form progress line."""
@@ -39,7 +38,6 @@ class ProgressPrinter:
         """Print one event."""
         kind = event.get("event")
         if kind == "candidate":
-            self.candidates += 1
             state = f"{event['subproblems']} sub-problems" if event["valid"] else f"invalid ({event['error']})"
             self.message(f"decomposition candidate {event['index'] + 1}: {state}")
         elif kind == "decomposition":
