@@ -42,6 +42,8 @@ with FakeVLLMServer(max_model_len=8192) as server:  # model "Qwen/Qwen3-32B"
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import re
 import sys
@@ -182,6 +184,8 @@ class FakeOpenAIServer:
     model: str = "fake-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
     """Every chat request body, in arrival order."""
+    port: int = 0
+    """The port to listen on (0: a free one)."""
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -318,7 +322,7 @@ class FakeOpenAIServer:
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},  # stop() in 50 ms
                          daemon=True, name="fake-openai").start()
@@ -717,3 +721,30 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
             return ChatResult(generations=[ChatGeneration(message=msg)])
 
     return FakeChatModel()
+
+
+# --- from a shell: python -m scale_graph.testing [vllm|openai] --port N -----------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a fake on 127.0.0.1 until interrupted, so the CLI can be tried against it from a shell.
+
+    ``vllm``: :class:`FakeVLLMServer` (Qwen3-32B, thinking, ``max_model_len``, ``/tokenize``); ``openai``: the plain
+    :class:`FakeOpenAIServer`. Both answer every SCALE stage with :func:`scale_script`.
+    """
+    parser = argparse.ArgumentParser(prog="python -m scale_graph.testing", description=main.__doc__)
+    parser.add_argument("kind", choices=["vllm", "openai"], nargs="?", default="vllm")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--max-model-len", type=int, default=VLLM_MAX_MODEL_LEN, help="vllm: the context length")
+    args = parser.parse_args(argv)
+    server: FakeOpenAIServer = (FakeVLLMServer(port=args.port, max_model_len=args.max_model_len)
+                                if args.kind == "vllm" else FakeOpenAIServer(port=args.port))
+    with server:
+        print(f"fake {args.kind} server: {server.base_url} (model {server.model}); Ctrl-C stops it", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

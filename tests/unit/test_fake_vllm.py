@@ -372,3 +372,21 @@ def test_a_qwen3_hybrid_exchange_through_the_fake(server, client) -> None:
         assert reply.choices[0].message.content.endswith("\\boxed{10}")
     assert server.stages() == ["system1", "system2"]
     assert [json.dumps(b["chat_template_kwargs"]) for b in server.requests] == [json.dumps(OFF), json.dumps(ON)]
+
+
+def test_the_fake_can_be_served_from_a_shell() -> None:
+    """``python -m scale_graph.testing vllm`` serves until interrupted (how the docs try the CLI without a GPU)."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-m", "scale_graph.testing", "vllm", "--max-model-len", "8192"],
+                          stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            base_url = line.split("server: ", 1)[1].split(" ", 1)[0]
+            card = httpx.get(f"{base_url}/models", timeout=10).json()["data"][0]
+            assert card["id"] == "Qwen/Qwen3-32B" and card["max_model_len"] == 8192
+        finally:
+            proc.send_signal(subprocess.signal.SIGINT)
+            assert proc.wait(timeout=10) == 0
