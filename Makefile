@@ -1,7 +1,7 @@
 # The README's commands are the source of truth; these targets are what they run.
 #   make install   - create .venv (Python 3.12) with the embedded model extra
 #   make test      - create .venv with the test extras and run every test (unit + integration)
-#   make lint      - ruff
+#   make lint      - ruff and mypy (strict on src/)
 #   make bench     - the benchmarks in bench/, (a)-(e) in ~30 min (see docs/performance.md)
 #   make bench-frontier - (e) on 50 problems (~65 min)
 VENV ?= .venv
@@ -30,6 +30,7 @@ unit: dev
 .PHONY: lint
 lint: dev
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 .PHONY: bench
 bench: dev

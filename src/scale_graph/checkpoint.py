@@ -101,7 +101,7 @@ def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver]:
     except psycopg.Error as exc:
         raise CheckpointerError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
     with conn:
-        saver = PostgresSaver(conn)  # type: ignore[arg-type]
+        saver = PostgresSaver(conn)
         saver.setup()
         yield saver
 

@@ -118,7 +118,7 @@ def _integer_box(boxed: str) -> str:
 def _gold(answer: str) -> list[Any]:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-    return parse(f"${answer}$", [LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None)
+    return list(parse(f"${answer}$", [LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None))
 
 
 def _prediction(response: str, kind: AnswerKind) -> list[Any]:
@@ -129,12 +129,10 @@ def _prediction(response: str, kind: AnswerKind) -> list[Any]:
     if kind == "integer":  # math-verify's recommended set: LaTeX (boxed first), then plain expressions
         config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
         text = f"\\boxed{{{_integer_box(boxed)}}}" if boxed is not None else response
-        return parse(text, config, parsing_timeout=None)
+        return list(parse(text, config, parsing_timeout=None))
     if boxed is not None:
-        return parse(
-            f"\\boxed{{{boxed}}}", [LatexExtractionConfig(boxed_match_priority=0)], parsing_timeout=None
-        )
-    return parse(response, parsing_timeout=None)
+        return list(parse(f"\\boxed{{{boxed}}}", [LatexExtractionConfig(boxed_match_priority=0)], parsing_timeout=None))
+    return list(parse(response, parsing_timeout=None))
 
 
 def _grade_task(gold: str, response: str, kind: AnswerKind) -> tuple[bool, str | None]:

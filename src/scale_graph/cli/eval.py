@@ -109,7 +109,7 @@ def samples_from_args(args: argparse.Namespace) -> int:
     return int(PROFILES.get(getattr(args, "profile", None) or "", {}).get("samples", 1))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale eval``."""
     p = sub.add_parser(
         "eval",

@@ -23,7 +23,7 @@ def difficulty_change(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(f"expected N=D (e.g. 2=0.9), got {text!r}") from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale fork``."""
     p = sub.add_parser("fork", help="branch a thread with a changed difficulty or τ, and continue it",
                        description="Branch a thread at a checkpoint in its solve loop (`scale history THREAD`: "

@@ -14,7 +14,7 @@ from scale_graph.cli.common import add_store_option, add_thread_arguments
 from scale_graph.cli.runner import with_store
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale history``."""
     p = sub.add_parser("history", help="list a thread's checkpoints and the node that wrote each",
                        description="List every checkpoint of a thread, newest first, forks included: its id "

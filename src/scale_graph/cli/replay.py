@@ -12,7 +12,7 @@ from scale_graph.cli.common import add_run_options, add_thread_arguments, contex
 from scale_graph.cli.runner import execute
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale replay``."""
     p = sub.add_parser("replay", help="run a thread again from one of its checkpoints",
                        description="Run a thread again from a checkpoint (`scale history THREAD` lists them): "

@@ -15,7 +15,7 @@ from scale_graph.eval.report import COLUMNS, stage_rows, table_rows, write_repor
 from scale_graph.eval.results import Row, read_dirs
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale report``."""
     p = sub.add_parser(
         "report",

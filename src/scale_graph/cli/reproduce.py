@@ -61,7 +61,7 @@ def name_list(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
     return parse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale reproduce``."""
     p = sub.add_parser(
         "reproduce",

@@ -9,7 +9,7 @@ from scale_graph.cli.common import add_run_options, add_thread_arguments, contex
 from scale_graph.cli.runner import execute
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale resume``."""
     p = sub.add_parser("resume", help="continue an interrupted or failed run",
                        description="Continue a thread from its latest checkpoint: only the steps that had not "

@@ -10,7 +10,7 @@ from scale_graph.server.auth import KEYS_ENV, KEYS_FILE_ENV, MIN_KEY_LENGTH
 from scale_graph.server.config import DEFAULT_AUTH, ServerSettings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale serve``."""
     defaults = ServerSettings()
     p = sub.add_parser(

@@ -17,7 +17,7 @@ from scale_graph.cli.threads import STATUS_STYLE
 from scale_graph.nodes.route import select_mode
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale show``."""
     p = sub.add_parser("show", help="show a thread: status, sub-problems and the steps so far",
                        description="Show a thread at its latest checkpoint: status, problem, the chosen "

@@ -12,7 +12,7 @@ from scale_graph.cli.runner import execute, fail
 from scale_graph.context import InvalidProblem, check_problem
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale solve``."""
     p = sub.add_parser("solve", help="solve one problem with SCALE",
                        description="Solve one math problem with SCALE and print the steps and the answer. "

@@ -50,7 +50,7 @@ def number_list[T](convert: Callable[[str], T]) -> Callable[[str], list[T]]:
     return parse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale sweep``."""
     p = sub.add_parser(
         "sweep",

@@ -17,7 +17,7 @@ from scale_graph.cli.runner import with_store
 STATUS_STYLE = {"done": "green", "error": "red", "incomplete": "yellow"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale threads``."""
     p = sub.add_parser("threads", help="list the threads (runs) kept in the checkpointer",
                        description="List the threads, most recent first: status (done, error, incomplete), "

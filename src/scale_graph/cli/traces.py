@@ -12,7 +12,7 @@ from scale_graph.cli.report import over_results
 from scale_graph.eval.traces import DEFAULT_REASONING, REASONING_MODES, write_traces
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale traces``."""
     p = sub.add_parser(
         "traces",

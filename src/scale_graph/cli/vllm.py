@@ -10,7 +10,7 @@ import sys
 from scale_graph.vllm import RECIPES, render, server_commands
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``scale vllm``."""
     p = sub.add_parser("vllm", help="vLLM server commands for a model setup",
                        description="Print the vllm serve command(s) of a recipe and the scale flags that use them. "

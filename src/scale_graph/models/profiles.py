@@ -126,6 +126,8 @@ def build_profiles(ctx: Context, base_url: str, model: str, *, system2_model: st
     preset = resolve_preset(ctx, model)
     s2_url, s2_model = base_url, model
     s1_instruction = prompts.SOLVE_DEEP
+    s1: tuple[Sampling, bool | None]
+    s2: tuple[Sampling, bool | None]
     if preset == "qwen3-hybrid":
         s1, s2 = (NON_THINKING, False), (THINKING, True)
     elif preset == "paired":
