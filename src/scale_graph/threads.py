@@ -332,6 +332,7 @@ def _difficulty_update(snap: StateSnapshot, checkpoint_id: str,
             raise ThreadError(f"a difficulty must lie in [0, 1], got {difficulty}")
         old = (values.get("assessments") or {}).get(str(number - 1))
         assessments[str(number - 1)] = Assessment(
-            index=number - 1, difficulty=difficulty, fallback=None,
-            contextual=bool(old and old["contextual"]), completion_tokens=old["completion_tokens"] if old else 0)
+            index=number - 1, difficulty=difficulty, assessed=old.get("assessed") if old else None,
+            forced=f"fork→d={difficulty:g}", fallback=None, contextual=bool(old and old["contextual"]),
+            completion_tokens=old["completion_tokens"] if old else 0)
     return {"assessments": assessments} if assessments else {}

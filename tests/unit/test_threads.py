@@ -126,6 +126,8 @@ def test_fork_with_a_new_difficulty_reroutes_and_keeps_the_original_branch(fake_
     assert modes(original) == ["system1", "system1", "system2"]
     assert modes(forked) == ["system1", "system2", "system2"]
     assert forked.steps[1]["difficulty"] == 0.95
+    # the model's own score stays beside the one the fork set, and the step says why they differ
+    assert forked.steps[1]["assessed_difficulty"] == 0.1 and forked.steps[1]["forced"] == "fork→d=0.95"
     assert [stage_of(b) for b in fakes.calls] == ["system2", "system2"]  # no decomposition, no assessment
     notes = [c.note for c in threads.history(graph, "t1") if c.note]
     assert notes == [f"fork of {checkpoint}: d2=0.95, τ=0.2"]
