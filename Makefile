@@ -4,6 +4,7 @@
 #   make lint      - ruff and mypy (strict on src/)
 #   make bench     - the benchmarks in bench/, (a)-(e) in ~30 min (see docs/performance.md)
 #   make bench-frontier - (e) on 50 problems (~65 min)
+#   make bench-sim - (a)-(c) on a simulated GPU server (vLLM, Qwen3-32B, one H100), <= 15 min on 2 cores
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -42,3 +43,8 @@ bench: dev
 bench-frontier: dev
 	# (e) as the issue sizes it: 5 configurations x 50 gsm8k_dev problems, about 65 minutes on 2 cores.
 	cd bench && ../$(PY) frontier.py --limit 50 --out ../bench-results/frontier-50
+
+.PHONY: bench-sim
+bench-sim: dev
+	# (a)-(c) against bench/gpu_sim.py, a simulated vLLM server (Qwen3-32B-FP8 on one H100); see docs/performance.md.
+	cd bench && ../$(PY) simulated.py

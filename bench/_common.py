@@ -65,3 +65,136 @@ def slot_scaling(base_url: str, requests: int = 8, max_tokens: int = 96) -> floa
     print(f"server throughput: {sequential:.1f} tok/s one at a time, {parallel:.1f} tok/s with 4 in flight "
           f"({parallel / sequential:.2f}x)")
     return parallel / sequential
+
+
+# --- the simulated GPU server (bench/gpu_sim.py) and what the simulated benchmarks measure around it -------------
+
+
+class Simulator:
+    """``bench/gpu_sim.py`` in a process of its own (so its clock does not share this process's GIL)."""
+
+    def __init__(self, *args: str) -> None:
+        import subprocess
+
+        script = Path(__file__).resolve().parent / "gpu_sim.py"
+        self.process = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("gpu-sim: "):
+            self.process.kill()
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        self.base_url, self.banner = line.removeprefix("gpu-sim: ").split(" ", 1)
+        self.root_url = self.base_url.removesuffix("/v1")
+
+    def post(self, path: str) -> dict:
+        """``POST /sim/<path>`` (``stats`` or ``reset``)."""
+        import httpx
+
+        return httpx.post(f"{self.root_url}/sim/{path}", json={}, timeout=120).json()
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the simulator process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def union(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of ``intervals``."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used by this process and its finished children (the grading workers)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class ThreadSampler:
+    """A sampling profiler of every thread of this process: where each thread is, every ``interval`` seconds.
+
+    ``report()`` lists, per group of threads (the shared event loop, the rest), the innermost frames of our code or
+    of the libraries that threads were found in most often, and how often the event loop thread was busy (not
+    waiting in ``select``).
+    """
+
+    OURS = ("scale_graph", "langgraph", "langchain", "openai", "httpx", "httpcore", "asyncio", "concurrent",
+            "threading", "queue", "selectors", "grading", "sqlite", "socket", "ssl", "json", "pydantic")
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import collections
+        import threading
+
+        self.interval = interval
+        self.samples = 0
+        self.counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.loop_busy = self.loop_samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    @staticmethod
+    def _where(frame) -> str:  # type: ignore[no-untyped-def]
+        stack = []
+        while frame is not None:
+            stack.append(frame)
+            frame = frame.f_back
+        for f in stack:  # innermost first
+            name = f.f_code.co_filename
+            if any(part in name for part in ThreadSampler.OURS):
+                short = name.split("site-packages/")[-1].split("src/")[-1].split("lib/python3.12/")[-1]
+                return f"{short}:{f.f_code.co_name}"
+        return f"{stack[0].f_code.co_filename.rsplit('/', 1)[-1]}:{stack[0].f_code.co_name}" if stack else "?"
+
+    def _run(self) -> None:
+        import sys as _sys
+        import threading
+
+        while not self._stop.wait(self.interval):
+            names = {t.ident: t.name for t in threading.enumerate()}
+            self.samples += 1
+            for ident, frame in _sys._current_frames().items():
+                name = names.get(ident, "?")
+                if name == "bench-sampler":
+                    continue
+                where = self._where(frame)
+                group = "event loop" if name == "scale-sync-nodes" else "other threads"
+                if group == "event loop":
+                    self.loop_samples += 1
+                    if "selectors" in where and "select" in where:
+                        continue
+                    self.loop_busy += 1
+                self.counts[group][where] += 1
+
+    def __enter__(self) -> ThreadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, top: int = 8) -> list[str]:
+        """The profile, as lines to print."""
+        lines = []
+        if self.loop_samples:
+            lines.append(f"event loop thread busy in {self.loop_busy / self.loop_samples:.0%} of "
+                         f"{self.loop_samples} samples")
+        for group, counts in self.counts.items():
+            total = sum(counts.values())
+            lines.append(f"{group}: {total / max(self.samples, 1):.0f} threads on average; where they were:")
+            lines += [f"  {n / total:6.1%}  {where}" for where, n in counts.most_common(top)]
+        return lines

@@ -739,18 +739,6 @@ def replay_ideal(log: list[dict[str, Any]], concurrency: int, params: GPUParams)
     return spans
 
 
-def throughput(spans: list[tuple[float, float]], concurrency: int) -> float:
-    """Problems finished per second while ``concurrency`` were in flight: from the first start until the last
-    problem started (after that the run only drains); the whole run when that window is empty."""
-    starts = sorted(s for s, _ in spans)
-    begin, end = starts[0], max(e for _, e in spans)
-    window = starts[-1] if len(spans) > concurrency else end
-    done = sum(1 for _, e in spans if e <= window)
-    if window <= begin or done == 0:
-        return len(spans) / (end - begin)
-    return done / (window - begin)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve the simulated GPU on 127.0.0.1 until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -776,4 +764,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["PROFILES", "Engine", "GPUParams", "LengthProfile", "PrefixCache", "Seq", "SimulatedGPUServer",
-           "Workload", "problem_key", "replay_ideal", "rounds_of", "throughput"]
+           "Workload", "problem_key", "replay_ideal", "rounds_of"]
