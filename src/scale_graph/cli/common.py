@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from scale_graph.context import PROFILES, Context, profile_overrides
+from scale_graph.context import (
+    MAX_PROBLEM_CHARS,
+    PROFILES,
+    Context,
+    InvalidSettings,
+    check_setting,
+    profile_overrides,
+    validate_settings,
+)
 
 # Context fields settable from the command line: flag → (field, type, help)
 _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -42,11 +51,32 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
 ]
 
 
+def setting_type(dest: str, typ: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type`` for the Context field ``dest``: parse with ``typ``, then check the value as the field.
+
+    So ``--threshold nan`` or ``--candidates 0`` is a usage error (exit 2, naming the flag, the field and the
+    reason) before any thread or model exists, in every command that has the flag.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {getattr(typ, '__name__', 'value')} value: {text!r}") from None
+        try:
+            return check_setting(dest, value)
+        except InvalidSettings as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = getattr(typ, "__name__", dest)
+    return parse
+
+
 def add_context_options(parser: argparse.ArgumentParser) -> None:
-    """Add the run-configuration flags (each maps to a :class:`Context` field)."""
+    """Add the run-configuration flags (each maps to a :class:`Context` field, checked as it is parsed)."""
     group = parser.add_argument_group("run configuration")
     for flag, dest, typ, help_text in _CONTEXT_FLAGS:
-        kwargs: dict[str, Any] = {"dest": dest, "type": typ, "default": None, "help": help_text}
+        kwargs: dict[str, Any] = {"dest": dest, "type": setting_type(dest, typ), "default": None, "help": help_text}
         if dest == "assess":
             kwargs["choices"] = ["upfront", "contextual"]
         if dest == "preset":
@@ -63,15 +93,22 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
 
 
 def context_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The Context fields the user gave flags for, on top of ``--profile``'s (when the command has it)."""
+    """The Context fields the user gave flags for, on top of ``--profile``'s (when the command has it), checked.
+
+    :class:`~scale_graph.context.InvalidSettings` names a field that cannot be used.
+    """
     names = {f.name for f in fields(Context)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return profile_overrides(getattr(args, "profile", None), given)
+    return validate_settings(profile_overrides(getattr(args, "profile", None), given))
 
 
 def context_from_args(args: argparse.Namespace) -> Context:
-    """A Context with the flags the user gave; everything else keeps its default."""
-    return Context(**context_overrides(args))
+    """A Context with the flags the user gave; everything else keeps its default (or its environment variable).
+
+    :class:`~scale_graph.context.InvalidSettings` names a field that cannot be used (a flag, or a ``SCALE_*``
+    variable that fills one).
+    """
+    return Context.from_mapping(context_overrides(args))
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
@@ -102,20 +139,37 @@ class InputError(ValueError):
     """Input that cannot be used; the CLI prints it and exits 2."""
 
 
+MAX_PROBLEM_BYTES = 4 * MAX_PROBLEM_CHARS
+"""The most bytes read from a file or stdin: the longest problem in UTF-8 (4 bytes per character at most)."""
+
+
+def read_bounded(stream: IO[bytes], where: str, limit: int = MAX_PROBLEM_BYTES) -> bytes:
+    """At most ``limit`` bytes of ``stream``; :class:`InputError` when there are more (it reads ``limit + 1``)."""
+    raw = stream.read(limit + 1)
+    if len(raw) > limit:
+        raise InputError(f"{where} is longer than {limit} bytes; a problem is at most {MAX_PROBLEM_CHARS} characters")
+    return raw
+
+
 def read_problem(text: str | None, file: str | None) -> str:
-    """The problem from the argument, ``-`` (stdin) or ``--file``, decoded as strict UTF-8."""
+    """The problem from the argument, ``-`` (stdin) or ``--file``, decoded as strict UTF-8.
+
+    A file or stdin is read up to :data:`MAX_PROBLEM_BYTES` plus one byte, never further (``--file /dev/zero``
+    is refused at once).
+    """
     if file is not None and text is not None:
         raise InputError("give the problem as an argument or with --file, not both")
     if file is not None:
         try:
-            raw = Path(file).read_bytes()
+            with Path(file).open("rb") as stream:
+                raw = read_bounded(stream, file)
         except OSError as exc:
             raise InputError(f"cannot read {file}: {exc.strerror}") from exc
         return _decode(raw, file)
     if text is None:
         raise InputError("no problem given: pass it as an argument, '-' for stdin, or --file PATH")
     if text == "-":
-        return _decode(sys.stdin.buffer.read(), "standard input")
+        return _decode(read_bounded(sys.stdin.buffer, "standard input"), "standard input")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # undecodable argv bytes arrive as lone surrogates

@@ -9,7 +9,7 @@ from rich.console import Console
 from scale_graph import threads
 from scale_graph.cli.common import InputError, add_run_options, context_from_args, read_problem
 from scale_graph.cli.runner import execute, fail
-from scale_graph.context import InvalidProblem, check_problem
+from scale_graph.context import InvalidProblem, InvalidSettings, check_problem
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,11 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``scale solve`` as a new thread; the exit code (see :func:`~scale_graph.cli.runner.execute`)."""
-    try:
+    try:  # the settings and the problem are checked before a thread (or a model) exists: exit 2
+        context = context_from_args(args)
         problem = check_problem(read_problem(args.problem, args.file))
-    except (InputError, InvalidProblem) as exc:
+    except (InputError, InvalidProblem, InvalidSettings) as exc:
         return fail(Console(stderr=True, soft_wrap=True), exc, 2)
     thread_id = args.thread or threads.new_thread_id()
     return execute(args, thread_id, lambda graph, options: threads.start(
-        graph, problem, context=context_from_args(args), thread_id=thread_id, problem_id=args.problem_id,
-        **options))
+        graph, problem, context=context, thread_id=thread_id, problem_id=args.problem_id, **options))
