@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,41 @@ def test_file_auth_paths_are_made_absolute_against_the_working_directory(tmp_pat
     monkeypatch.chdir(tmp_path)
     assert auth_path("./my_auth.py:auth") == f"{tmp_path / 'my_auth.py'}:auth"
     assert auth_path(DEFAULT_AUTH) == DEFAULT_AUTH
+
+
+# --- operator limits -----------------------------------------------------------------------------------------
+
+
+def test_limits_default_and_come_from_the_environment() -> None:
+    from scale_graph.server.config import LIMITS, ServerLimits
+
+    defaults = ServerLimits.from_env({})
+    assert {name: defaults[name] for name in LIMITS} == {name: limit.default for name, limit in LIMITS.items()}
+    limits = ServerLimits.from_env({"SCALE_SERVER_MAX_CANDIDATES": "32", "SCALE_SERVER_TENANT_RUNS": "2"})
+    assert limits["max_candidates"] == 32 and limits["tenant_runs"] == 2
+    caps = limits.caps()
+    assert caps["candidates"] == (32, "SCALE_SERVER_MAX_CANDIDATES")
+    assert caps["system2_max_tokens"] == caps["control_max_tokens"] == (32768, "SCALE_SERVER_MAX_TOKENS_PER_CALL")
+    assert caps["max_concurrent_requests"][1] == "SCALE_SERVER_TENANT_MODEL_REQUESTS"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"SCALE_SERVER_MAX_CANDIDATES": "lots"}, "not a whole number"),
+    ({"SCALE_SERVER_TENANT_RUNS": "0"}, "at least 1"),
+    ({"SCALE_SERVER_MAX_CANDIDATES": "4"}, "below the default candidates (8)"),
+    ({"SCALE_SERVER_MAX_TOKENS_PER_CALL": "1024"}, "below the default system2_max_tokens (2048)"),
+])
+def test_unusable_limits_stop_the_server_naming_the_variable(env, says) -> None:
+    from scale_graph.server.config import LimitsError, ServerLimits
+
+    with pytest.raises(LimitsError, match=re.escape(says)) as caught:
+        ServerLimits.from_env(env)
+    assert next(iter(env)) in str(caught.value)
+
+
+def test_a_bad_limit_does_not_break_other_commands(monkeypatch) -> None:
+    from scale_graph.cli import build_parser
+
+    monkeypatch.setenv("SCALE_SERVER_MAX_CANDIDATES", "lots")
+    assert build_parser().parse_args(["solve", "1+1?"]).problem == "1+1?"
+    assert ServerSettings().limits is None  # read when the server starts

@@ -149,3 +149,140 @@ async def test_good_run_input_and_other_requests_pass(open_gate, path, body) -> 
     async with client(open_gate) as c:
         passed = await c.post(path, json=body)
     assert passed.status_code == 200 and passed.json() == body
+
+
+# --- numbers and strings PostgreSQL cannot store, run settings, operator limits -------------------------------
+
+CAPS = {"candidates": (16, "SCALE_SERVER_MAX_CANDIDATES"), "max_subproblems": (20, "SCALE_SERVER_MAX_SUBPROBLEMS")}
+
+
+def settings_client(gate: Gate) -> httpx.AsyncClient:
+    app = Guard(echo, max_body_bytes=1 << 20, gate=gate, caps=CAPS)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b'{"assistant_id": "scale", "input": {"problem": "1+1?"}, "context": {"threshold": NaN}}',
+     "context.threshold (NaN)"),
+    (b'{"assistant_id": "scale", "input": {"problem": "1+1?"}, "context": {"threshold": -Infinity}}',
+     "context.threshold (-Infinity)"),
+    (b'{"assistant_id": "scale", "input": {"problem": "1+1?"}, "context": {"threshold": 1e400}}',
+     "context.threshold (1e400)"),
+    (b'{"assistant_id": "scale", "input": {"problem": "1+1?", "x": [1, NaN]}}', "input.x[1] (NaN)"),
+    (b'{"assistant_id": "scale", "input": {"problem": "1+1?"}, "metadata": {"score": Infinity}}',
+     "metadata.score"),
+])
+@pytest.mark.parametrize("path", ["/threads/t/runs", "/runs/wait", "/threads", "/assistants"])
+async def test_non_finite_numbers_anywhere_get_422_naming_where(open_gate, body, says, path) -> None:
+    async with settings_client(open_gate) as c:
+        refused = await c.post(path, content=body, headers={"content-type": "application/json"})
+    assert refused.status_code == 422, refused.text
+    assert "must be finite" in refused.json()["message"] and says in refused.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["/threads", "/threads/t/state", "/store/items"])
+async def test_strings_postgresql_cannot_store_get_422(open_gate, path) -> None:
+    async with settings_client(open_gate) as c:
+        for body in (b'{"metadata": {"note": "a\\u0000b"}}', b'{"metadata": {"note": "\\udc00"}}',
+                     b'{"metadata": {"\\u0000": 1}}'):
+            refused = await c.post(path, content=body, headers={"content-type": "application/json"})
+            assert refused.status_code == 422 and "NUL or lone surrogates" in refused.json()["message"], body
+
+
+SETTINGS_BAD = [
+    ({"context": {"threshold": "high"}}, "context.threshold: must be a number"),
+    ({"context": {"candidates": "2"}}, "context.candidates: must be an integer"),
+    ({"context": {"assess": "bogus"}}, "context.assess: must be one of 'upfront', 'contextual'"),
+    ({"context": {"candidates": 0}}, "context.candidates: must be ≥ 1"),
+    ({"context": {"bogus": 1}}, "context.bogus: unknown setting"),
+    ({"context": {"candidate": 2}}, "did you mean 'candidates'"),
+    ({"context": [1, 2]}, "context: must be an object of settings"),
+    ({"config": {"configurable": {"threshold": "high"}}}, "config.configurable.threshold: must be a number"),
+    ({"config": {"configurable": {"candidate": 2}}}, "config.configurable.candidate: unknown setting"),
+    ({"context": {"candidates": 200}}, "context.candidates: 200 is over this server's limit of 16 "
+                                       "(SCALE_SERVER_MAX_CANDIDATES)"),
+    ({"context": {"candidates": 5000}}, "context.candidates: must be ≤ 256"),
+    ({"context": {"max_subproblems": 21}}, "over this server's limit of 20"),
+    ({"config": {"configurable": {"candidates": 17}}}, "limit of 16"),
+    ({"context": {"max_subproblems": 2000}}, "must be ≤ 22"),  # the Context's own range comes first
+]
+
+
+@pytest.mark.parametrize(("settings", "says"), SETTINGS_BAD, ids=[s for _, s in SETTINGS_BAD])
+@pytest.mark.parametrize("path", ["/threads/t/runs", "/threads/t/runs/stream", "/runs/wait", "/threads/t/runs/crons",
+                                  "/assistants", "/assistants/a"])
+async def test_bad_run_settings_get_422_naming_the_field(open_gate, settings, says, path) -> None:
+    body = {"assistant_id": "scale", "input": {"problem": "1+1?"}, **settings}
+    async with settings_client(open_gate) as c:
+        method = c.patch if path == "/assistants/a" else c.post
+        refused = await method(path, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"] == "invalid_settings" and says in refused.json()["message"]
+
+
+async def test_a_batch_with_one_bad_setting_is_refused_naming_the_item(open_gate) -> None:
+    batch = [{"assistant_id": "scale", "input": {"problem": "1+1?"}, "context": {"candidates": 2}},
+             {"assistant_id": "scale", "input": {"problem": "2+2?"}, "context": {"candidates": 99}}]
+    async with settings_client(open_gate) as c:
+        refused = await c.post("/runs/batch", json=batch)
+    assert refused.status_code == 422 and refused.json()["message"].startswith("[1].context.candidates")
+
+
+@pytest.mark.parametrize("settings", [
+    {"context": {"threshold": 0.5, "candidates": 16, "max_subproblems": 20, "assess": "contextual"}},
+    {"context": {"threshold": -1, "top_k": 20, "temperature": 0}},
+    {"config": {"configurable": {"candidates": 2, "thread_id": "t", "checkpoint_ns": "", "user_id": "u"}}},
+    {"context": {}}, {"context": None}, {},
+])
+async def test_good_run_settings_pass_unchanged(open_gate, settings) -> None:
+    body = {"assistant_id": "scale", "input": {"problem": "1+1?"}, **settings}
+    async with settings_client(open_gate) as c:
+        passed = await c.post("/threads/t/runs", json=body)
+    assert passed.status_code == 200 and passed.json() == body
+
+
+# --- runs in flight per tenant -------------------------------------------------------------------------------
+
+
+class FakeRuns:
+    """A tenant's runs in flight, as the database would count them: a run starts when the app answers."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+
+    async def count(self, tenant: str) -> int:
+        return self.active.get(tenant, 0)
+
+
+async def test_a_tenant_over_its_runs_in_flight_gets_429_with_retry_after_and_others_do_not(open_gate) -> None:
+    import asyncio
+
+    from scale_graph.server.tenancy import RunLimit
+
+    runs = FakeRuns()
+
+    async def create(scope, receive, send) -> None:  # Aegra: commit the run, then answer
+        tenant = dict(scope["headers"])[b"x-api-key"].decode()
+        await asyncio.sleep(0.05)
+        runs.active[tenant] = runs.active.get(tenant, 0) + 1
+        await echo(scope, receive, send)
+
+    limit = RunLimit(2, 7, runs.count, lambda headers: headers.get(b"x-api-key", b"").decode() or None)
+    app = Guard(create, max_body_bytes=1 << 20, gate=open_gate, runs=limit)
+    body = {"assistant_id": "scale", "input": {"problem": "1+1?"}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        # five at once from one tenant: the lock makes the count exact, so exactly two get through
+        answers = await asyncio.gather(*(c.post("/threads/t/runs", json=body, headers={"x-api-key": "a"})
+                                         for _ in range(5)))
+        assert sorted(r.status_code for r in answers) == [200, 200, 429, 429, 429]
+        refused = next(r for r in answers if r.status_code == 429)
+        assert refused.headers["retry-after"] == "7" and refused.json()["error"] == "too_many_runs"
+        assert "SCALE_SERVER_TENANT_RUNS" in refused.json()["message"]
+        assert (await c.post("/threads/t/runs", json=body, headers={"x-api-key": "b"})).status_code == 200
+        batch = await c.post("/runs/batch", json=[body, body], headers={"x-api-key": "b"})
+        assert batch.status_code == 429  # b has 1 in flight: 1 + 2 > 2
+        assert (await c.post("/threads/t/runs/crons", json=body, headers={"x-api-key": "a"})).status_code == 200
+        assert (await c.post("/threads", json={}, headers={"x-api-key": "a"})).status_code == 200
+        runs.active["a"] = 1  # one finished
+        assert (await c.post("/threads/t/runs/wait", json=body, headers={"x-api-key": "a"})).status_code == 200
+    assert runs.active == {"a": 2, "b": 1}

@@ -12,6 +12,8 @@ Settings default from the environment (flags of ``scale serve`` win):
 ``SCALE_REDIS_URL``            Redis for the broker and the job queue (default ``redis://127.0.0.1:6379/0``)
 ``SCALE_MAX_BODY_BYTES``       largest request body accepted (default 1 MiB)
 ``SCALE_SERVER_API_KEYS``      the API keys (see :mod:`scale_graph.server.auth`)
+``SCALE_SERVER_MAX_*``,        what clients may set and what one tenant may use at once (:data:`LIMITS`,
+``SCALE_SERVER_TENANT_*``      :class:`ServerLimits`)
 ============================== ===================================================
 """
 
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from scale_graph.checkpoint import DURABILITY
+from scale_graph.context import Context
 
 DEFAULT_AUTH = "scale_graph.server.auth:auth"
 """The API-key handler (module form, so it does not depend on the working directory)."""
@@ -35,6 +39,84 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One operator-set limit: its environment variable, default, and the Context fields it caps (if any)."""
+
+    env: str
+    default: int
+    fields: tuple[str, ...] = ()
+    """Context fields a client may set up to this value (422 above it)."""
+    what: str = ""
+
+
+LIMITS: dict[str, Limit] = {
+    "max_candidates": Limit("SCALE_SERVER_MAX_CANDIDATES", 16, ("candidates",), "k, decompositions per run"),
+    "max_samples": Limit("SCALE_SERVER_MAX_SAMPLES", 16, ("samples",), "majority baseline: samples per run"),
+    "max_rounds": Limit("SCALE_SERVER_MAX_ROUNDS", 8, ("rounds",), "inftythink baseline: rounds per run"),
+    "max_subproblems": Limit("SCALE_SERVER_MAX_SUBPROBLEMS", 20, ("max_subproblems",),
+                             "sub-problems a decomposition keeps"),
+    "max_content_retries": Limit("SCALE_SERVER_MAX_CONTENT_RETRIES", 3, ("content_retries",),
+                                 "extra tries for an unusable reply"),
+    "max_tokens_per_call": Limit("SCALE_SERVER_MAX_TOKENS_PER_CALL", 32768,
+                                 ("system1_max_tokens", "system2_max_tokens", "control_max_tokens",
+                                  "round_max_tokens"), "completion budget of one model call"),
+    "max_tokens_per_problem": Limit("SCALE_SERVER_MAX_TOKENS_PER_PROBLEM", 1_000_000, ("max_tokens_per_problem",),
+                                    "a run's token budget"),
+    "max_seconds_per_problem": Limit("SCALE_SERVER_MAX_SECONDS_PER_PROBLEM", 3600, ("max_seconds_per_problem",),
+                                     "a run's time budget (seconds)"),
+    "max_request_timeout": Limit("SCALE_SERVER_MAX_REQUEST_TIMEOUT", 600, ("request_timeout",),
+                                 "seconds to wait for one model reply"),
+    "tenant_runs": Limit("SCALE_SERVER_TENANT_RUNS", 8, (), "runs in flight (pending or running) per tenant; "
+                         "more get 429 with Retry-After"),
+    "tenant_model_requests": Limit("SCALE_SERVER_TENANT_MODEL_REQUESTS", 8, ("max_concurrent_requests",),
+                                   "model requests in flight per tenant, over all its runs; more wait"),
+    "retry_after": Limit("SCALE_SERVER_RETRY_AFTER", 5, (), "the Retry-After (seconds) of a 429"),
+}
+"""Every operator limit of ``scale serve`` (docs/serving.md lists them). Each is at least 1; a limit on Context
+fields is at least each field's default, so a run that sets nothing is always accepted."""
+
+
+class LimitsError(ValueError):
+    """An operator limit cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """The limits in force (:data:`LIMITS` read from the environment)."""
+
+    values: Mapping[str, int]
+
+    def __getitem__(self, name: str) -> int:
+        return self.values[name]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerLimits:
+        """The limits from ``environ`` (default: the process's), defaults for those unset."""
+        env = os.environ if environ is None else environ
+        values: dict[str, int] = {}
+        defaults = {f.name: f.default for f in fields(Context)}
+        for name, limit in LIMITS.items():
+            raw = env.get(limit.env, "").strip()
+            try:
+                value = int(raw) if raw else limit.default
+            except ValueError:
+                raise LimitsError(f"{limit.env}={raw!r} is not a whole number") from None
+            if value < 1:
+                raise LimitsError(f"{limit.env}={value} must be at least 1")
+            for capped in limit.fields:
+                default = defaults.get(capped)
+                if isinstance(default, int | float) and value < default:
+                    raise LimitsError(f"{limit.env}={value} is below the default {capped} ({default:g}), so a run "
+                                      "that sets nothing would be refused; raise it")
+            values[name] = value
+        return cls(values)
+
+    def caps(self) -> dict[str, tuple[int, str]]:
+        """Context field → (the most a client may set, the variable that says so)."""
+        return {f: (self.values[name], limit.env) for name, limit in LIMITS.items() for f in limit.fields}
 
 
 @dataclass
@@ -51,6 +133,9 @@ class ServerSettings:
         default_factory=lambda: int(_env("SCALE_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))))
     auth: str = DEFAULT_AUTH
     """The auth handler Aegra loads: ``module:variable`` or ``./file.py:variable``."""
+    limits: ServerLimits | None = None
+    """What clients may set, and what one tenant may use at once (None: :meth:`ServerLimits.from_env`, read when
+    the server starts, so a bad variable stops ``scale serve`` and no other command)."""
     startup_timeout: float = 120.0
     """Seconds allowed for migrations, start-up and the self-check."""
     log_level: str = "INFO"

@@ -14,17 +14,33 @@
   ``MAX_PROBLEM_CHARS``, no control characters), and ``400`` when its body is not UTF-8. So bad input is refused
   at run creation, before a run exists, rather than failing later in a worker. ``input: null`` (resume or
   replay from a checkpoint) passes. A problem is only ever text for the prompts, whatever it says.
+- **Numbers**: a JSON body with ``NaN``, ``Infinity`` or a number too large for a float (``1e400``) anywhere gets
+  ``422`` naming where: PostgreSQL's JSONB refuses them, and Aegra would answer 500 and drop the connection.
+- **Unstorable strings**: a JSON body with U+0000 or a lone surrogate in any string gets ``422`` (JSONB cannot
+  store them either).
+- **Run settings**: a body's ``context`` (and the SCALE fields of ``config.configurable``) is checked with
+  :func:`scale_graph.context.validate_settings` against the served graphs' context schemas (type, finite, range,
+  known value; in ``context`` unknown fields too, and in ``configurable``, which also carries LangGraph's own
+  keys, a near-miss of a field name), then against the operator's limits
+  (:class:`~scale_graph.server.config.ServerLimits`): ``422`` ``invalid_settings`` naming the field and the
+  reason, before a run or assistant exists.
+- **Runs in flight per tenant**: a request that would create runs when its tenant already has
+  ``SCALE_SERVER_TENANT_RUNS`` pending or running gets ``429`` with ``Retry-After``
+  (:mod:`scale_graph.server.tenancy`).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from scale_graph.context import InvalidProblem, check_problem
+from scale_graph.context import Context, FieldRule, InvalidProblem, InvalidSettings, check_problem, field_rules
+from scale_graph.server.tenancy import RunLimit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,6 +55,122 @@ SERVER_OWNED = frozenset({"base_url", "system2_base_url", "api_key"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RUN_PATHS = re.compile(r"^(/threads/[^/]+)?/runs(/stream|/wait|/batch|/crons)?/?$")
 """Paths of the requests that create runs (or crons, which create runs later)."""
+CRON_PATHS = re.compile(r"/crons/?$")
+"""Crons create their runs later: they are checked like runs but not counted against the tenant's runs."""
+Caps = Mapping[str, tuple[int, str]]
+"""Context field → (the most a client may set, the variable that says so)."""
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+"""Characters PostgreSQL's JSONB cannot hold: NUL and lone surrogates (JSON can carry both as escapes)."""
+
+
+class _NonFinite:
+    """A number the JSON parser met that is not a finite float (``NaN``, ``Infinity``, ``1e400``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def parse_json(text: str) -> Any:
+    """``text`` as JSON, with every non-finite number kept as a :class:`_NonFinite` marker.
+
+    ``ValueError`` when it is not JSON.
+    """
+
+    def number(literal: str) -> float | _NonFinite:
+        value = float(literal)
+        return value if math.isfinite(value) else _NonFinite(literal)
+
+    return json.loads(text, parse_constant=_NonFinite, parse_float=number)
+
+
+def non_finite_at(data: Any, path: str = "") -> str | None:
+    """Where the first non-finite number in ``data`` is (``context.threshold``, ``[0].input``), else None."""
+    if isinstance(data, _NonFinite):
+        return f"{path or 'the body'} ({data.text})"
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(data, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
+    elif isinstance(data, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
+    for where, value in items:
+        if found := non_finite_at(value, where):
+            return found
+    return None
+
+
+def unstorable_at(data: Any, path: str = "") -> str | None:
+    """Where the first string PostgreSQL cannot store is (U+0000 or a lone surrogate, in a value or a key)."""
+    if isinstance(data, str):
+        if bad := _UNSTORABLE.search(data):
+            return f"{path or 'the body'} (U+{ord(bad.group()):04X})"
+        return None
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(data, dict):
+        for key in data:
+            if isinstance(key, str) and (bad := _UNSTORABLE.search(key)):
+                return f"a key of {path or 'the body'} (U+{ord(bad.group()):04X})"
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
+    elif isinstance(data, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
+    for where, value in items:
+        if found := unstorable_at(value, where):
+            return found
+    return None
+
+
+def merged_rules(schemas: Iterable[type]) -> dict[str, FieldRule]:
+    """The field rules of every served graph's context schema (a field keeps its first schema's rule)."""
+    rules: dict[str, FieldRule] = {}
+    for schema in schemas:
+        for name, rule in field_rules(schema).items():
+            rules.setdefault(name, rule)
+    return rules
+
+
+def settings_problem(data: Any, rules: Mapping[str, FieldRule], caps: Caps) -> str | None:
+    """Why the run settings in a JSON body cannot be used, else None.
+
+    Checked: ``context`` and ``config.configurable`` of the body, or of each item of a list (``/runs/batch``).
+    """
+    for index, item in enumerate(data if isinstance(data, list) else [data]):
+        if not isinstance(item, dict):
+            continue
+        where = f"[{index}]." if isinstance(data, list) else ""
+        config = item.get("config")
+        configurable = config.get("configurable") if isinstance(config, dict) else None
+        for key, fields, strict in (("context", item.get("context"), True),
+                                    ("config.configurable", configurable, False)):
+            if fields is None:
+                continue
+            if not isinstance(fields, dict):
+                return f"{where}{key}: must be an object of settings, got {type(fields).__name__}"
+            try:
+                check_fields(fields, rules, caps, strict=strict)
+            except InvalidSettings as exc:
+                return f"{where}{key}.{exc}"
+    return None
+
+
+def check_fields(fields: Mapping[str, Any], rules: Mapping[str, FieldRule], caps: Caps, *, strict: bool) -> None:
+    """:class:`InvalidSettings` for the first unusable setting of ``fields``.
+
+    ``strict``: unknown names too; else only names that look like a misspelt field (``configurable`` also carries
+    LangGraph's own keys).
+    """
+    for name, value in fields.items():
+        rule = rules.get(name)
+        if rule is None:
+            near = difflib.get_close_matches(name, list(rules), n=1, cutoff=0.8 if not strict else 0.6)
+            if strict or near:
+                hint = f" (did you mean {near[0]!r}?)" if near else f"; known settings: {', '.join(rules)}"
+                raise InvalidSettings(name[:80], f"unknown setting{hint}")
+            continue
+        checked = rule.check(value)
+        if name in caps and checked is not None and checked > caps[name][0]:
+            limit, env = caps[name]
+            raise InvalidSettings(name, f"{checked:g} is over this server's limit of {limit} ({env})")
 
 
 class Gate:
@@ -61,12 +193,18 @@ class Gate:
 
 
 class Guard:
-    """Wraps an ASGI app with the gate, the body limit and the endpoint-field check."""
+    """Wraps an ASGI app with the gate, the body limit and the checks of what clients send."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, gate: Gate) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, gate: Gate, caps: Caps | None = None,
+                 schemas: Iterable[type] = (Context,), runs: RunLimit | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.gate = gate
+        self.caps: Caps = caps or {}
+        """Context field → (the most a client may set, its variable); none: only the Context's own ranges."""
+        self.rules = merged_rules(schemas)
+        self.runs = runs
+        """The per-tenant limit on runs in flight (None: no limit)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -88,15 +226,83 @@ class Guard:
             await respond(send, 413, "payload_too_large",
                           f"request bodies are limited to {self.max_body_bytes} bytes")
             return
-        if owned := server_owned_fields(body):
+        creates_runs = scope["method"] == "POST" and RUN_PATHS.match(scope.get("path", "")) is not None
+        try:
+            data = parse_json(body.decode("utf-8")) if body.strip() else None
+        except UnicodeDecodeError as exc:
+            if creates_runs:
+                await respond(send, 400, "invalid_input", f"the request body is not valid UTF-8 (byte {exc.start})")
+                return
+            data = None
+        except ValueError:  # not JSON: Aegra answers it
+            data = None
+        if where := non_finite_at(data):
+            await respond(send, 422, "invalid_request", f"JSON numbers must be finite: {where} is not")
+            return
+        if owned := owned_fields(data):
             await respond(send, 422, "invalid_request",
                           f"context field(s) {', '.join(sorted(owned))} are set by the server, not by clients")
             return
-        if scope["method"] == "POST" and RUN_PATHS.match(scope.get("path", "")) and (bad := bad_run_input(body)):
+        if problem := settings_problem(data, self.rules, self.caps):
+            await respond(send, 422, "invalid_settings", problem)
+            return
+        if creates_runs and (bad := run_input_problem(data)):
             status, message = bad
             await respond(send, status, "invalid_input", message)
             return
+        if where := unstorable_at(data):
+            await respond(send, 422, "invalid_request", f"strings cannot contain NUL or lone surrogates: {where}")
+            return
+        if creates_runs and self.runs is not None and not CRON_PATHS.search(scope["path"]):
+            await self._admit_runs(scope, body, data, receive, send)
+            return
         await self.app(scope, replay(body, receive), send)
+
+    async def aclose(self) -> None:
+        """Release what the checks hold (the run counter's database connections)."""
+        close = getattr(self.runs.count if self.runs is not None else None, "close", None)
+        if close is not None:
+            await close()
+
+    async def _admit_runs(self, scope: Scope, body: bytes, data: Any, receive: Receive, send: Send) -> None:
+        """Pass a run-creating request on if its tenant has room for its runs, else 429 with Retry-After.
+
+        The tenant's lock is held from the count until Aegra starts its answer (the run row is committed by then).
+        """
+        assert self.runs is not None
+        tenant = self.runs.tenant_of(dict(scope.get("headers") or []))
+        if tenant is None:  # not authenticated: Aegra answers 401
+            await self.app(scope, replay(body, receive), send)
+            return
+        wanted = len(data) if isinstance(data, list) else 1
+        lock = self.runs.lock(tenant)
+        await lock.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                lock.release()
+
+        try:
+            active = await self.runs.count(tenant)
+            if active + wanted > self.runs.limit:
+                release()
+                await respond(send, 429, "too_many_runs",
+                              f"{active} of your runs are in flight (pending or running) and this server allows "
+                              f"{self.runs.limit} per API key (SCALE_SERVER_TENANT_RUNS); retry after "
+                              f"{self.runs.retry_after} s", retry_after=self.runs.retry_after)
+                return
+
+            async def answered(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    release()
+                await send(message)
+
+            await self.app(scope, replay(body, receive), answered)
+        finally:
+            release()
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None once it is larger than the limit (declared or received)."""
@@ -138,6 +344,11 @@ def server_owned_fields(body: bytes) -> set[str]:
         data = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError):
         return set()  # not JSON: Aegra answers it
+    return owned_fields(data)
+
+
+def owned_fields(data: Any) -> set[str]:
+    """:func:`server_owned_fields` of parsed JSON."""
     found: set[str] = set()
     for item in data if isinstance(data, list) else [data]:
         if not isinstance(item, dict):
@@ -162,6 +373,11 @@ def bad_run_input(body: bytes) -> tuple[int, str] | None:
         data = json.loads(text) if text.strip() else None
     except ValueError:
         return None
+    return run_input_problem(data)
+
+
+def run_input_problem(data: Any) -> tuple[int, str] | None:
+    """:func:`bad_run_input` of parsed JSON."""
     for item in data if isinstance(data, list) else [data]:  # /runs/batch sends a list
         if not isinstance(item, dict) or item.get("input") is None:
             continue
@@ -177,9 +393,11 @@ def bad_run_input(body: bytes) -> tuple[int, str] | None:
     return None
 
 
-async def respond(send: Send, status: int, error: str, message: str) -> None:
+async def respond(send: Send, status: int, error: str, message: str, *, retry_after: int | None = None) -> None:
     """Send a JSON error in Aegra's shape (``{"error", "message", "details"}``)."""
     payload = json.dumps({"error": error, "message": message, "details": None}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from scale_graph.checkpoint import CheckpointerError, ensure_postgres_database, redact
-from scale_graph.server import selfcheck
-from scale_graph.server.auth import ApiKeyConfigError, configured_entries
-from scale_graph.server.config import DEFAULT_AUTH, ServerSettings, aegra_config, aegra_environment
+from scale_graph.context import Context
+from scale_graph.server import selfcheck, tenancy
+from scale_graph.server.auth import ApiKeyConfigError, configured_entries, configured_keys, identify
+from scale_graph.server.config import (
+    DEFAULT_AUTH,
+    LIMITS,
+    ServerLimits,
+    ServerSettings,
+    aegra_config,
+    aegra_environment,
+)
 from scale_graph.server.guard import Gate, Guard
 
 STOP_TIMEOUT = 30.0
@@ -44,6 +52,7 @@ def say(message: str) -> None:
 def serve(settings: ServerSettings) -> int:
     """Run the server until it is stopped (SIGINT/SIGTERM); the exit code. Refuses to run unsafely."""
     try:
+        limits = settings.limits or ServerLimits.from_env()
         config, probe_key = preflight(settings)
     except (ServeError, ApiKeyConfigError, CheckpointerError, ValueError) as exc:
         say(f"error: {exc}")
@@ -58,8 +67,48 @@ def serve(settings: ServerSettings) -> int:
             say(f"error: {exc}")
             return 1
         gate = Gate()
-        guarded = Guard(app, max_body_bytes=settings.max_body_bytes, gate=gate)
+        try:
+            guarded = guard(app, gate, settings, limits)
+        except (ServeError, tenancy.TenancyError) as exc:
+            say(f"error: {exc}")
+            return 1
         return asyncio.run(_run(settings, guarded, gate, list(config["graphs"]), probe_key))
+
+
+def guard(app: Any, gate: Gate, settings: ServerSettings, limits: ServerLimits) -> Guard:
+    """The guard in front of Aegra, with the operator's limits, and the per-tenant model-request limit installed.
+
+    The run settings are checked against the context schemas of the served graphs. Runs in flight are counted
+    per tenant only with the built-in API-key handler (it knows which identity a key is); with another
+    ``--auth`` handler that limit is off, and the log says so.
+    """
+    tenancy.install(tenancy.TenantSlots(limits["tenant_model_requests"]))
+    runs = None
+    if settings.auth == DEFAULT_AUTH:
+        keys = configured_keys()
+        runs = tenancy.RunLimit(limits["tenant_runs"], limits["retry_after"],
+                                tenancy.RunCounter(settings.database_url), lambda headers: identify(headers, keys))
+    else:
+        say(f"warning: SCALE_SERVER_TENANT_RUNS is not enforced with the auth handler {settings.auth!r}")
+    say("limits: " + ", ".join(f"{limit.env}={limits[name]}" for name, limit in LIMITS.items()))
+    return Guard(app, max_body_bytes=settings.max_body_bytes, gate=gate, caps=limits.caps(),
+                 schemas=context_schemas(), runs=runs)
+
+
+def context_schemas() -> list[type]:
+    """The context schemas of the graphs this package serves (Context, and any subclass a graph uses)."""
+    import importlib
+
+    schemas: list[type] = [Context]
+    for module in ("scale", "cot", "majority", "inftythink"):
+        try:
+            graph = importlib.import_module(f"scale_graph.graph.{module}").graph
+        except (ImportError, AttributeError):
+            continue
+        schema = getattr(graph, "context_schema", None)
+        if isinstance(schema, type) and schema not in schemas:
+            schemas.append(schema)
+    return schemas
 
 
 def preflight(settings: ServerSettings) -> tuple[dict[str, Any], str | None]:
@@ -113,6 +162,7 @@ async def _run(settings: ServerSettings, app: Guard, gate: Gate, graphs: list[st
     except (ServeError, selfcheck.SelfCheckError, TimeoutError) as exc:
         say(f"error: {exc or 'the self-check timed out'}; the server is stopped and served no request")
         await _stop(server, serving)
+        await app.aclose()
         return 1
     gate.open()
     model = os.environ.get("SCALE_BASE_URL") or "the embedded model (started in this process on the first run)"
@@ -120,7 +170,10 @@ async def _run(settings: ServerSettings, app: Guard, gate: Gate, graphs: list[st
         f"{redact(settings.database_url)}; Redis broker {redact(settings.redis_url)}; durability sync")
     for line in passed:
         say(f"self-check: {line}")
-    return await serving
+    try:
+        return await serving
+    finally:
+        await app.aclose()
 
 
 async def _serve(server: Any) -> int:
