@@ -147,17 +147,38 @@ class ThreadSampler:
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
     @staticmethod
+    def _short(frame) -> str:  # type: ignore[no-untyped-def]
+        name = frame.f_code.co_filename
+        name = name.split("site-packages/")[-1].split("src/")[-1].split("lib/python3.12/")[-1]
+        return f"{name}:{frame.f_code.co_name}"
+
+    @staticmethod
     def _where(frame) -> str:  # type: ignore[no-untyped-def]
+        """The innermost frame of a known library or ours, and the innermost of ours below it (who called)."""
         stack = []
         while frame is not None:
             stack.append(frame)
             frame = frame.f_back
-        for f in stack:  # innermost first
-            name = f.f_code.co_filename
-            if any(part in name for part in ThreadSampler.OURS):
-                short = name.split("site-packages/")[-1].split("src/")[-1].split("lib/python3.12/")[-1]
-                return f"{short}:{f.f_code.co_name}"
-        return f"{stack[0].f_code.co_filename.rsplit('/', 1)[-1]}:{stack[0].f_code.co_name}" if stack else "?"
+        known = [f for f in stack if any(part in f.f_code.co_filename for part in ThreadSampler.OURS)]
+        if not known:
+            return ThreadSampler._short(stack[0]) if stack else "?"
+        where = ThreadSampler._short(known[0])
+        ours = next((f for f in known if "scale_graph" in f.f_code.co_filename), None)
+        if ours is not None and ours is not known[0]:
+            where += f" <- {ThreadSampler._short(ours)}"
+        return where
+
+    @staticmethod
+    def group(name: str) -> str:
+        """Threads grouped by role: the shared event loop of sync runs, the evaluation runner's workers,
+        LangGraph's task pools, the event loop's default executor (``asyncio.to_thread``), the rest by name."""
+        import re
+
+        if name == "scale-sync-nodes":
+            return "event loop"
+        base = re.sub(r"[-_]?\d+(_\d+)?$", "", name)
+        return {"eval": "eval runner threads", "ThreadPoolExecutor": "LangGraph task threads",
+                "asyncio": "asyncio.to_thread pool"}.get(base, base)
 
     def _run(self) -> None:
         import sys as _sys
@@ -171,7 +192,7 @@ class ThreadSampler:
                 if name == "bench-sampler":
                     continue
                 where = self._where(frame)
-                group = "event loop" if name == "scale-sync-nodes" else "other threads"
+                group = self.group(name)
                 if group == "event loop":
                     self.loop_samples += 1
                     if "selectors" in where and "select" in where:
@@ -195,6 +216,9 @@ class ThreadSampler:
                          f"{self.loop_samples} samples")
         for group, counts in self.counts.items():
             total = sum(counts.values())
-            lines.append(f"{group}: {total / max(self.samples, 1):.0f} threads on average; where they were:")
+            if group == "event loop":
+                lines.append("event loop thread, when busy:")
+            else:
+                lines.append(f"{group}: {total / max(self.samples, 1):.1f} threads on average; where they were:")
             lines += [f"  {n / total:6.1%}  {where}" for where, n in counts.most_common(top)]
         return lines

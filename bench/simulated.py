@@ -175,11 +175,11 @@ def print_arm(arm: Arm, linear: float) -> None:
     print(f"{arm.concurrency:>5} {arm.attempts:>8} {arm.rate:>9.2f} {linear:>8.2f} {arm.rate / linear:>7.2f} "
           f"{arm.ideal:>9.2f} {arm.rate / arm.ideal:>7.2f} {s['mean_batch']:>6.1f} {s['peak_running']:>5} "
           f"{s['peak_kv'] / 1000:>6.0f}K {arm.overhead:>8.2%} {arm.client_cpu:>7.2f} {arm.wall:>6.0f} "
-          f"{s['lag_max'] * 1000:>5.0f}", flush=True)
+          f"{s['lag_max'] * 1000:>5.0f} {s['prefill_busy'] / max(s['busy'], 1e-9):>4.0%}", flush=True)
 
 
 HEADER = (f"{'conc':>5} {'attempts':>8} {'per min':>9} {'linear':>8} {'x lin':>7} {'ideal cl':>9} {'x ideal':>7} "
-          f"{'batch':>6} {'peak':>5} {'KV':>7} {'client':>8} {'cpu/att':>7} {'real s':>6} {'lag ms':>5}")
+          f"{'batch':>6} {'peak':>5} {'KV':>7} {'client':>8} {'cpu/att':>7} {'real s':>6} {'lag ms':>5} {'pf%':>4}")
 
 
 def part_c(args: argparse.Namespace, pool: GradingPool) -> list[Arm]:
@@ -191,7 +191,8 @@ def part_c(args: argparse.Namespace, pool: GradingPool) -> list[Arm]:
         ctx = Context(base_url=sim.base_url, **PROFILES["paper"])
         print("per min = attempts per minute, GPU time simulated, client time real (concurrency / mean duration); "
               "linear = conc x the rate at 1; ideal cl = the same requests with a zero-overhead client; "
-              "client = client time / model time")
+              "client = client time / model time; batch = mean sequences per GPU step; pf% = GPU time in steps with "
+              "a prefill chunk; lag = the simulator's worst delay in real ms")
         print(HEADER)
         for c in args.levels:
             arm = eval_arm(sim, ctx, params, c, min(max(3, round(args.attempts_per_slot * c)), 500), pool)
