@@ -14,7 +14,7 @@ client, not the GPU's memory, is what is left to break), with a sampling profile
 Figures are simulated seconds (a GPU second) unless marked real; the server runs ``--speed`` times faster than
 real time, so the client here carries ``--speed`` times the load it would carry against a real GPU.
 
-    python bench/simulated.py [--speed 100] [--levels 1,8,64,256] [--problems 3]
+    python bench/simulated.py [--speed 40] [--levels 1,8,64,256] [--problems 3]
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def part_c(args: argparse.Namespace, pool: GradingPool) -> list[Arm]:
     return arms
 
 
-def part_knee(args: argparse.Namespace, pool: GradingPool, base: Arm) -> Arm:
+def part_knee(args: argparse.Namespace, pool: GradingPool, arms: list[Arm]) -> Arm:
     c = max(args.levels)
     print(f"\n== the knee: {c} runs in flight on a simulated server with unbounded KV cache (all {c} decode at once), "
           "profiled")
@@ -211,9 +211,15 @@ def part_knee(args: argparse.Namespace, pool: GradingPool, base: Arm) -> Arm:
         print(HEADER)
         sampler = ThreadSampler()
         arm = eval_arm(sim, ctx, params, c, min(round(args.attempts_per_slot * c), 500), pool, sampler)
-        print_arm(arm, c * base.rate)
-        print(f"client process: {arm.client_cpu * arm.attempts / arm.wall:.0%} of a core over {arm.wall:.0f} real s; "
-              f"simulator process {arm.sim_cpu / arm.wall:.0%}")
+        print_arm(arm, c * arms[0].rate)
+        base = max(arms, key=lambda a: a.rate)
+        print(f"client process: {arm.client_cpu * arm.attempts / arm.wall:.0%} of a core over {arm.wall:.0f} real s "
+              f"({arm.attempts / arm.wall * 60:.0f} attempts per real minute at {args.speed:g}x); simulator process "
+              f"{arm.sim_cpu / arm.wall:.0%}")
+        capacity = 60 / arm.client_cpu  # attempts per minute one client process could drive at 100% of a core
+        print(f"one client process at 100% of a core: ~{capacity:.0f} attempts/min = the output of "
+              f"~{capacity / base.rate:.0f} simulated H100s at this workload ({base.rate:.2f} attempts/min each at "
+              f"concurrency {base.concurrency})")
         for line in sampler.report():
             print(line)
     return arm
@@ -221,10 +227,10 @@ def part_knee(args: argparse.Namespace, pool: GradingPool, base: Arm) -> Arm:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--speed", type=float, default=100.0, help="simulated seconds per real second, (b) and (c)")
+    parser.add_argument("--speed", type=float, default=40.0, help="simulated seconds per real second, (b) and (c)")
     parser.add_argument("--speed-a", type=float, default=50.0, help="the same for (a)")
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64, 256])
-    parser.add_argument("--attempts-per-slot", type=float, default=1.5)
+    parser.add_argument("--attempts-per-slot", type=float, default=1.25)
     parser.add_argument("--problems", type=int, default=3, help="problems per workload in (a)")
     parser.add_argument("--skip-a", action="store_true")
     args = parser.parse_args()
@@ -235,7 +241,7 @@ def main() -> None:
         part_a(args)
     with GradingPool() as pool:
         arms = part_c(args, pool)
-        knee = part_knee(args, pool, arms[0])
+        knee = part_knee(args, pool, arms)
     by_c = {a.concurrency: a for a in arms}
     upto = [a for a in arms if a.concurrency <= 64 and a.concurrency > 1]
     worst = min(upto, key=lambda a: a.rate / (a.concurrency * arms[0].rate)) if upto else arms[0]
