@@ -447,7 +447,8 @@ def check_setting(name: str, value: Any, cls: type = Context) -> Any:
     if rule is None:
         near = difflib.get_close_matches(str(name), list(rules), n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else f"; known settings: {', '.join(rules)}"
-        raise InvalidSettings(str(name)[:80], f"unknown setting{hint}")
+        label = name if isinstance(name, str) and name.isidentifier() else repr(name)
+        raise InvalidSettings(label[:80], f"unknown setting{hint}")
     return rule.check(value)
 
 

@@ -165,7 +165,7 @@ def check_fields(fields: Mapping[str, Any], rules: Mapping[str, FieldRule], caps
             near = difflib.get_close_matches(name, list(rules), n=1, cutoff=0.8 if not strict else 0.6)
             if strict or near:
                 hint = f" (did you mean {near[0]!r}?)" if near else f"; known settings: {', '.join(rules)}"
-                raise InvalidSettings(name[:80], f"unknown setting{hint}")
+                raise InvalidSettings((name if name.isidentifier() else repr(name))[:80], f"unknown setting{hint}")
             continue
         checked = rule.check(value)
         if name in caps and checked is not None and checked > caps[name][0]:
