@@ -112,7 +112,7 @@ machine and would quietly throttle k = 8 decompositions; the real cap on request
 
 def run_config(thread_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """A run config with a thread id (when checkpointing), the recursion limit SCALE needs, and room for fan-outs."""
-    from scale_graph.graph.scale import RECURSION_LIMIT
+    from scale_graph.graph.policies import RECURSION_LIMIT
 
     configurable = {"thread_id": thread_id} if thread_id else {}
     return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT, "max_concurrency": MAX_PARALLEL_TASKS,

@@ -11,7 +11,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph.context import Context
-from scale_graph.graph.scale import TRANSPORT_RETRY
+from scale_graph.graph.policies import TRANSPORT_RETRY
 from scale_graph.nodes.sample import sample
 from scale_graph.nodes.vote import vote
 from scale_graph.state import InputState, SamplingOutput, SamplingState

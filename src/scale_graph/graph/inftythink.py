@@ -12,7 +12,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph.context import Context
-from scale_graph.graph.scale import TRANSPORT_RETRY
+from scale_graph.graph.policies import TRANSPORT_RETRY
 from scale_graph.nodes.inftythink import after_round, conclude, summarize, think
 from scale_graph.state import InftyThinkOutput, InftyThinkState, InputState
 

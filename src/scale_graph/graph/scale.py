@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import RetryPolicy
 
 from scale_graph.context import Context
 from scale_graph.graph._threads import threaded
-from scale_graph.models import is_retryable
+from scale_graph.graph.policies import RECURSION_LIMIT, TRANSPORT_RETRY
 from scale_graph.nodes import (
     assess,
     decompose,
@@ -34,15 +33,6 @@ from scale_graph.nodes import (
     start,
 )
 from scale_graph.state import InputState, OutputState, State
-
-TRANSPORT_RETRY = RetryPolicy(
-    initial_interval=1.0, backoff_factor=2.0, max_interval=8.0, max_attempts=4, retry_on=is_retryable
-)
-"""The one place transport faults (unreachable, timeout, 429, 5xx, malformed body) are retried: up to 3 retries
-with exponential backoff. Content faults are retried by the stage itself (``Context.content_retries``)."""
-
-RECURSION_LIMIT = 100
-"""Enough supersteps for 3 per sub-problem (assess, route, solve) with the largest allowed decompositions."""
 
 
 def build_scale_graph() -> StateGraph:
