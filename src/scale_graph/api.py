@@ -106,8 +106,10 @@ def endpoint(context: Context, *, model_path: str | None = None,
 
 
 MAX_PARALLEL_TASKS = 64
-"""Threads LangGraph may use for parallel tasks of one run. Its default, min(32, CPUs + 4), is 6 on a 2-core
-machine and would quietly throttle k = 8 decompositions; the real cap on requests is ``max_concurrent_requests``."""
+"""Tasks of one run LangGraph may run at once (``max_concurrency``). The sync API needs it: there each task holds a
+worker thread, and LangGraph's default pool, min(32, CPUs + 4), is 6 on a 2-core machine and would quietly throttle
+k = 8 decompositions. Under the async API it only bounds one run's fan-out, never the calls of concurrent runs. The
+real cap on requests is ``max_concurrent_requests``."""
 
 
 def run_config(thread_id: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ with FakeVLLMServer(max_model_len=8192) as server:  # model "Qwen/Qwen3-32B"
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import re
@@ -685,7 +686,30 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
 
         def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
                       **kwargs: Any) -> ChatResult:
-            body: dict[str, Any] = {
+            body = self._body(messages, kwargs)
+            reply = fakes.record(body)
+            fakes.enter()
+            try:
+                if reply.delay:
+                    time.sleep(reply.delay)
+            finally:
+                fakes.leave()
+            return self._result(body, reply)
+
+        async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+                             **kwargs: Any) -> ChatResult:
+            body = self._body(messages, kwargs)
+            reply = fakes.record(body)
+            fakes.enter()
+            try:
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+            finally:
+                fakes.leave()
+            return self._result(body, reply)
+
+        def _body(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
+            return {
                 "model": profile.model,
                 "messages": [{"role": roles.get(m.type, m.type), "content": m.content} for m in messages],
                 "max_completion_tokens": profile.max_tokens,
@@ -694,13 +718,8 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
                 **profile.body_extras(),
                 **kwargs,
             }
-            reply = fakes.record(body)
-            fakes.enter()
-            try:
-                if reply.delay:
-                    time.sleep(reply.delay)
-            finally:
-                fakes.leave()
+
+        def _result(self, body: dict[str, Any], reply: Reply) -> ChatResult:
             request = httpx.Request("POST", f"{profile.base_url}/chat/completions")
             if reply.drop or reply.drop_mid_response:
                 raise openai.APIConnectionError(request=request)

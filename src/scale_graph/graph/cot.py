@@ -3,6 +3,9 @@
 ```
 START ─▶ sample ─▶ vote (one sample: its answer) ─▶ END
 ```
+
+``sample`` is an ``async def`` node added through :func:`~scale_graph.graph.async_nodes.async_node`, so the graph
+runs under both the async and the sync API (see :mod:`scale_graph.graph.async_nodes`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph.context import Context
+from scale_graph.graph.async_nodes import async_node
 from scale_graph.graph.policies import TRANSPORT_RETRY
 from scale_graph.nodes.sample import sample
 from scale_graph.nodes.vote import vote
@@ -22,7 +26,7 @@ def build_cot_graph() -> StateGraph:
     builder = StateGraph(
         SamplingState, context_schema=Context, input_schema=InputState, output_schema=SamplingOutput
     )
-    builder.add_node("sample", sample, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("sample", async_node(sample), retry_policy=TRANSPORT_RETRY)
     builder.add_node("vote", vote)
     builder.add_edge(START, "sample")
     builder.add_edge("sample", "vote")

@@ -4,6 +4,9 @@
 START ─▶ think ─ after_round ─┬─▶ summarize ─▶ think …   (no boxed answer yet, rounds left)
                               └─▶ conclude ─▶ END        (boxed answer, or Context.rounds reached)
 ```
+
+``think`` and ``summarize`` are ``async def`` nodes added through :func:`~scale_graph.graph.async_nodes.async_node`,
+so the graph runs under both the async and the sync API (see :mod:`scale_graph.graph.async_nodes`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph.context import Context
+from scale_graph.graph.async_nodes import async_node
 from scale_graph.graph.policies import TRANSPORT_RETRY
 from scale_graph.nodes.inftythink import after_round, conclude, summarize, think
 from scale_graph.state import InftyThinkOutput, InftyThinkState, InputState
@@ -22,8 +26,8 @@ def build_inftythink_graph() -> StateGraph:
     builder = StateGraph(
         InftyThinkState, context_schema=Context, input_schema=InputState, output_schema=InftyThinkOutput
     )
-    builder.add_node("think", think, retry_policy=TRANSPORT_RETRY)
-    builder.add_node("summarize", summarize, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("think", async_node(think), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("summarize", async_node(summarize), retry_policy=TRANSPORT_RETRY)
     builder.add_node("conclude", conclude)
     builder.add_edge(START, "think")
     builder.add_conditional_edges("think", after_round, ["summarize", "conclude"])

@@ -4,6 +4,9 @@
 START ─Send×n─▶ sample ─▶ vote ─▶ END
 ```
 n is ``Context.samples``; ties go to the group whose earliest sample came first.
+``sample`` is an ``async def`` node added through :func:`~scale_graph.graph.async_nodes.async_node`, so the n
+samples are awaited together under ``ainvoke`` and the graph still runs under ``invoke`` (see
+:mod:`scale_graph.graph.async_nodes`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph.context import Context
+from scale_graph.graph.async_nodes import async_node
 from scale_graph.graph.policies import TRANSPORT_RETRY
 from scale_graph.nodes.sample import plan_samples, sample
 from scale_graph.nodes.vote import vote
@@ -23,7 +27,7 @@ def build_majority_graph() -> StateGraph:
     builder = StateGraph(
         SamplingState, context_schema=Context, input_schema=InputState, output_schema=SamplingOutput
     )
-    builder.add_node("sample", sample, retry_policy=TRANSPORT_RETRY)
+    builder.add_node("sample", async_node(sample), retry_policy=TRANSPORT_RETRY)
     builder.add_node("vote", vote)
     builder.add_conditional_edges(START, plan_samples, ["sample"])
     builder.add_edge("sample", "vote")

@@ -9,6 +9,12 @@ route: stop here if a budget is spent; then next_step (the only reader of τ):
   ├─▶ assess       (contextual: score sub-problem i first) ─▶ route
   └─▶ finalize     (all solved, or stopped) ─▶ END
 ```
+
+The model-calling nodes (decompose, select, assess, solve_fast, solve_deep) are ``async def`` functions on the
+chat model's async API, added through :func:`~scale_graph.graph.async_nodes.async_node` so the graph runs under
+both ``ainvoke`` / ``astream`` (awaited on the caller's event loop) and ``invoke`` / ``stream`` (each on a LangGraph
+worker thread that hands the coroutine to one process-wide event loop); see :mod:`scale_graph.graph.async_nodes`.
+start, route and finalize are plain functions: they do no I/O worth awaiting.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from scale_graph.context import Context
-from scale_graph.graph._threads import threaded
+from scale_graph.graph.async_nodes import async_node
 from scale_graph.graph.policies import RECURSION_LIMIT, TRANSPORT_RETRY
 from scale_graph.nodes import (
     assess,
@@ -39,12 +45,12 @@ def build_scale_graph() -> StateGraph:
     """The uncompiled SCALE builder; callers compile it with the checkpointer of their choice."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("start", start)
-    builder.add_node("decompose", threaded(decompose), retry_policy=TRANSPORT_RETRY)
-    builder.add_node("select", threaded(select), retry_policy=TRANSPORT_RETRY)
-    builder.add_node("assess", threaded(assess), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("decompose", async_node(decompose), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("select", async_node(select), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("assess", async_node(assess), retry_policy=TRANSPORT_RETRY)
     builder.add_node("route", route)
-    builder.add_node("solve_fast", threaded(solve_fast), retry_policy=TRANSPORT_RETRY)
-    builder.add_node("solve_deep", threaded(solve_deep), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("solve_fast", async_node(solve_fast), retry_policy=TRANSPORT_RETRY)
+    builder.add_node("solve_deep", async_node(solve_deep), retry_policy=TRANSPORT_RETRY)
     builder.add_node("finalize", finalize)
 
     builder.add_edge(START, "start")

@@ -2,18 +2,19 @@
 
 - :mod:`~scale_graph.models.profiles`: presets → the System 1 / System 2 / control :class:`ModeProfile`\\ s.
 - :mod:`~scale_graph.models.endpoint`: what an endpoint says about itself (model, context length, token counts).
-- :mod:`~scale_graph.models.client`: :func:`call_model`, the one helper every model call goes through.
-- :mod:`~scale_graph.models.structured`: :func:`call_json`, JSON replies with bounded content retries.
+- :mod:`~scale_graph.models.client`: :func:`acall_model` (and its sync twin :func:`call_model`), the one helper
+  every model call goes through.
+- :mod:`~scale_graph.models.structured`: :func:`acall_json`, JSON replies with bounded content retries.
 - :mod:`~scale_graph.models.errors`: :class:`EndpointError` and the retry predicate.
 
 Nothing here knows graphs, nodes, the CLI or the server.
 """
 
-from scale_graph.models.client import CONTEXT_FULL, ModelReply, call_model, messages_for
+from scale_graph.models.client import CONTEXT_FULL, ModelReply, acall_model, call_model, messages_for
 from scale_graph.models.endpoint import check_endpoint, endpoint_info, is_qwen3_hybrid, served_model_name
 from scale_graph.models.errors import EndpointError, is_retryable
 from scale_graph.models.profiles import ModeProfile, Profiles, build_profiles, resolve_profiles
-from scale_graph.models.structured import JsonResult, call_json
+from scale_graph.models.structured import JsonResult, acall_json
 
 __all__ = [
     "CONTEXT_FULL",
@@ -22,8 +23,9 @@ __all__ = [
     "ModeProfile",
     "ModelReply",
     "Profiles",
+    "acall_json",
+    "acall_model",
     "build_profiles",
-    "call_json",
     "call_model",
     "check_endpoint",
     "endpoint_info",

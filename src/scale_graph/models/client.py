@@ -1,26 +1,30 @@
-"""The one helper every model call goes through: :func:`call_model`.
+"""The one helper every model call goes through: :func:`acall_model` (its sync twin: :func:`call_model`).
 
 It applies a :class:`~scale_graph.models.profiles.ModeProfile`, fits the completion budget into the endpoint's
 context (the reference code's rule: a request's ``max_tokens`` is shrunk so prompt + completion fit, with a small
 margin), holds a request slot, measures latency and usage, keeps separate reasoning text, and turns transport
-failures into :class:`~scale_graph.models.errors.EndpointError`. This module knows nothing of graphs.
+failures into :class:`~scale_graph.models.errors.EndpointError`. The two twins share all of that (:class:`_Request`)
+and differ only in how they wait: the chat model's ``ainvoke`` and an ``asyncio`` slot, or ``invoke`` and a
+thread slot. This module knows nothing of graphs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import openai
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableConfig
 from langchain_openai import ChatOpenAI
 
 from scale_graph.models.endpoint import CONNECT_TIMEOUT, count_prompt_tokens, upper_bound_tokens
@@ -67,9 +71,22 @@ class ChatOpenAICompatible(ChatOpenAI):
         return gen
 
 
-@functools.lru_cache(maxsize=32)
 def chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
-    """The chat model for a profile (cached: one HTTP connection pool per profile).
+    """The chat model for a profile (cached: one HTTP connection pool per profile, and per event loop).
+
+    Called on an event loop, it is that loop's own instance (see :class:`_LoopState`): an async HTTP connection
+    belongs to the loop that opened it, so one instance is never shared by two loops (the sync-run loop of
+    :mod:`scale_graph.graph.async_nodes`, a server's, each ``asyncio.run``). Tests replace this function with a fake.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a sync caller
+        return _sync_chat_model(profile)
+    return _loop_state().model(profile)
+
+
+def _new_chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
+    """A new chat model for a profile.
 
     ``max_retries=0``: transport retries happen in exactly one place, the node ``RetryPolicy``.
     """
@@ -85,6 +102,73 @@ def chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
         max_retries=0,
         stream_usage=True,
     )
+
+
+MODELS_PER_CACHE = 32
+"""Chat models kept per event loop (and for sync callers); the least recently used one is closed beyond that."""
+
+_sync_chat_model = functools.lru_cache(maxsize=MODELS_PER_CACHE)(_new_chat_model)
+
+
+class _LoopState:
+    """What one event loop owns: its chat models (with their async HTTP connections) and its request slots.
+
+    Only the loop's own thread touches it. The models of a loop that has ended (``asyncio.run`` returned) are
+    closed from the next loop that asks, as well as they can be: their connections can only be dropped by then.
+    A short-lived loop can close its own first with :func:`aclose_chat_models`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.models: dict[ModeProfile, ChatOpenAICompatible] = {}
+        """Least recently used first."""
+        self.slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def model(self, profile: ModeProfile) -> ChatOpenAICompatible:
+        """The loop's chat model for ``profile`` (made on first use; the least recently used beyond 32 closed)."""
+        llm = self.models.pop(profile, None)
+        self.models[profile] = llm = llm if llm is not None else _new_chat_model(profile)
+        if len(self.models) > MODELS_PER_CACHE:
+            self.close(self.models.pop(next(iter(self.models))))
+        return llm
+
+    def close(self, llm: ChatOpenAICompatible) -> None:
+        """Close ``llm``'s async HTTP connections, soon, on this loop."""
+        task = self.loop.create_task(llm.root_async_client.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closed)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, not raised: connections of an ended loop fail to close, and are dropped
+
+
+_loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+_loops_lock = threading.Lock()
+
+
+def _loop_state() -> _LoopState:
+    """The running loop's state (``RuntimeError`` when no loop runs in this thread)."""
+    loop = asyncio.get_running_loop()
+    with _loops_lock:
+        state = _loops.get(loop)
+        if state is not None:
+            return state
+        state = _loops[loop] = _LoopState(loop)
+        ended = [other for other in _loops if other.is_closed()]
+        for other in ended:
+            for llm in _loops.pop(other).models.values():
+                state.close(llm)
+        return state
+
+
+async def aclose_chat_models() -> None:
+    """Close the running loop's chat models and their HTTP connections (before a short-lived loop ends)."""
+    state = _loop_state()
+    models, state.models = list(state.models.values()), {}
+    await asyncio.gather(*(llm.root_async_client.close() for llm in models))
 
 
 @dataclass
@@ -126,13 +210,35 @@ def fit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> tuple[i
     :data:`MIN_COMPLETION_TOKENS` fits, do not send. Prompts are counted with the server's tokenizer only when a
     safe upper bound says they might not fit.
     """
+    if not _may_overflow(profile, messages):
+        return None, 0
+    return _budget_for(profile, _count(profile, messages))
+
+
+async def afit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> tuple[int | None, int]:
+    """:func:`fit_budget` for the event loop: the token count runs in a worker thread.
+
+    The count is a blocking ``/tokenize`` request, made only when the prompt might not fit.
+    """
+    if not _may_overflow(profile, messages):
+        return None, 0
+    return _budget_for(profile, await asyncio.to_thread(_count, profile, messages))
+
+
+def _may_overflow(profile: ModeProfile, messages: Sequence[BaseMessage]) -> bool:
+    """True when a safe upper bound on the prompt says prompt + budget might not fit the context."""
     if not profile.max_model_len:
-        return None, 0
-    room = profile.max_model_len - CONTEXT_MARGIN
-    if upper_bound_tokens(messages) + profile.max_tokens <= room:
-        return None, 0
-    prompt = count_prompt_tokens(profile.base_url, profile.model, messages,
-                                 chat_template_kwargs=profile.chat_template_kwargs(), api_key=profile.api_key)
+        return False
+    return upper_bound_tokens(messages) + profile.max_tokens > profile.max_model_len - CONTEXT_MARGIN
+
+
+def _count(profile: ModeProfile, messages: Sequence[BaseMessage]) -> int:
+    return count_prompt_tokens(profile.base_url, profile.model, messages,
+                               chat_template_kwargs=profile.chat_template_kwargs(), api_key=profile.api_key)
+
+
+def _budget_for(profile: ModeProfile, prompt: int) -> tuple[int | None, int]:
+    room = (profile.max_model_len or 0) - CONTEXT_MARGIN
     if prompt + profile.max_tokens <= room:
         return None, prompt
     cap = room - prompt
@@ -175,7 +281,7 @@ _slots_lock = threading.Lock()
 
 @contextmanager
 def endpoint_slot(base_url: str, limit: int | None) -> Iterator[None]:
-    """Hold one of ``limit`` request slots of ``base_url`` (shared by every profile of this process)."""
+    """Hold one of ``limit`` request slots of ``base_url`` (shared by every sync call of this process)."""
     if not limit:
         yield
         return
@@ -183,6 +289,81 @@ def endpoint_slot(base_url: str, limit: int | None) -> Iterator[None]:
         slot = _slots.setdefault((base_url, limit), threading.BoundedSemaphore(limit))
     with slot:
         yield
+
+
+@asynccontextmanager
+async def aendpoint_slot(base_url: str, limit: int | None) -> AsyncIterator[None]:
+    """Hold one of ``limit`` request slots of ``base_url`` (shared by every call on this event loop).
+
+    One loop serves every run of a server, and every sync graph run of a process (see
+    :mod:`scale_graph.graph.async_nodes`), so there the limit is the process's.
+    """
+    if not limit:
+        yield
+        return
+    slots = _loop_state().slots
+    async with slots.setdefault((base_url, limit), asyncio.Semaphore(limit)):
+        yield
+
+
+_CLIENT_ERRORS = (openai.OpenAIError, ValueError, KeyError, TypeError)
+"""What a chat model call may raise that :meth:`_Request.failed` sorts out (anything else propagates as is)."""
+
+
+@dataclass
+class _Request:
+    """One model call, ready to send: everything :func:`call_model` and :func:`acall_model` share."""
+
+    profile: ModeProfile
+    messages: list[BaseMessage]
+    cap: int | None
+    """The completion budget sent when shrunk to fit the context (0: nothing fits, do not send)."""
+    counted: int
+    """Prompt tokens counted by the server's tokenizer (0: not counted)."""
+    config: RunnableConfig
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, profile: ModeProfile, messages: Sequence[BaseMessage], fitted: tuple[int | None, int], *,
+              response_format: dict[str, Any] | None = None, run_name: str | None = None,
+              tags: Sequence[str] = (), metadata: Mapping[str, Any] | None = None) -> _Request:
+        cap, counted = fitted
+        config: RunnableConfig = {
+            "run_name": run_name or profile.name, "tags": [profile.name, *tags],
+            "metadata": {"mode_profile": profile.name, "model": profile.model, **(metadata or {})},
+        }
+        request = cls(profile, list(messages), cap, counted, config)
+        if response_format is not None:
+            request.kwargs["response_format"] = response_format
+        if cap:
+            request.kwargs["max_tokens"] = cap  # langchain-openai sends it as max_completion_tokens
+        return request
+
+    def not_sent(self) -> ModelReply | None:
+        """The reply to give without sending when no useful room is left in the context, else None."""
+        if self.cap != 0:
+            return None
+        return ModelReply(content="", reasoning=None, prompt_tokens=self.counted, completion_tokens=0,
+                          cached_tokens=0, latency=0.0, finish_reason=CONTEXT_FULL, capped_to=0)
+
+    def reply(self, msg: BaseMessage, latency: float) -> ModelReply:
+        """The reply for the chat model's answer."""
+        reply = reply_from_message(msg, latency)
+        reply.capped_to = self.cap
+        return reply
+
+    def failed(self, exc: Exception, latency: float) -> ModelReply:
+        """The reply for a call that raised ``exc``, or the :class:`EndpointError` (or ``exc``) to raise."""
+        if isinstance(exc, openai.LengthFinishReasonError):
+            # A structured reply cut off by the budget is unusable content, not a transport fault: hand back what
+            # came, so the stage's bounded content retries and then its fallback apply.
+            reply = reply_from_completion(exc.completion, latency)
+            reply.capped_to = self.cap
+            return reply
+        if isinstance(exc, openai.APIError) or (isinstance(exc, ValueError | KeyError | TypeError)
+                                                and _is_malformed_body(exc)):
+            raise _endpoint_error(self.profile, exc) from exc
+        raise exc
 
 
 def call_model(
@@ -197,40 +378,43 @@ def call_model(
     """Call the model once with ``profile``; raise :class:`EndpointError` on a transport fault.
 
     The completion budget is shrunk to fit the context (``reply.capped_to``); when no useful room is left the
-    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`.
+    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`. The sync twin of
+    :func:`acall_model`.
     """
-    llm = chat_model(profile)
-    kwargs: dict[str, Any] = {}
-    if response_format is not None:
-        kwargs["response_format"] = response_format
-    cap, counted = fit_budget(profile, messages)
-    if cap == 0:
-        return ModelReply(content="", reasoning=None, prompt_tokens=counted, completion_tokens=0, cached_tokens=0,
-                          latency=0.0, finish_reason=CONTEXT_FULL, capped_to=0)
-    if cap is not None:
-        kwargs["max_tokens"] = cap  # langchain-openai sends it as max_completion_tokens
-    config = {"run_name": run_name or profile.name, "tags": [profile.name, *tags],
-              "metadata": {"mode_profile": profile.name, "model": profile.model, **(metadata or {})}}
+    request = _Request.build(profile, messages, fit_budget(profile, messages), response_format=response_format,
+                             run_name=run_name, tags=tags, metadata=metadata)
+    if (skipped := request.not_sent()) is not None:
+        return skipped
     with endpoint_slot(profile.base_url, profile.max_concurrent):
         start = time.perf_counter()
         try:
-            msg = llm.invoke(list(messages), config=config, **kwargs)  # type: ignore[arg-type]
-        except openai.LengthFinishReasonError as exc:
-            # A structured reply cut off by the budget is unusable content, not a transport fault: hand back what
-            # came, so the stage's bounded content retries and then its fallback apply.
-            reply = reply_from_completion(exc.completion, time.perf_counter() - start)
-            reply.capped_to = cap
-            return reply
-        except openai.APIError as exc:
-            raise _endpoint_error(profile, exc) from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            if not _is_malformed_body(exc):
-                raise
-            raise _endpoint_error(profile, exc) from exc
-        latency = time.perf_counter() - start
-    reply = reply_from_message(msg, latency)
-    reply.capped_to = cap
-    return reply
+            msg = chat_model(profile).invoke(request.messages, config=request.config, **request.kwargs)
+        except _CLIENT_ERRORS as exc:
+            return request.failed(exc, time.perf_counter() - start)
+        return request.reply(msg, time.perf_counter() - start)
+
+
+async def acall_model(
+    profile: ModeProfile,
+    messages: Sequence[BaseMessage],
+    *,
+    response_format: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    tags: Sequence[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> ModelReply:
+    """Call the model once with ``profile`` on the chat model's async API; as :func:`call_model` otherwise."""
+    request = _Request.build(profile, messages, await afit_budget(profile, messages),
+                             response_format=response_format, run_name=run_name, tags=tags, metadata=metadata)
+    if (skipped := request.not_sent()) is not None:
+        return skipped
+    async with aendpoint_slot(profile.base_url, profile.max_concurrent):
+        start = time.perf_counter()
+        try:
+            msg = await chat_model(profile).ainvoke(request.messages, config=request.config, **request.kwargs)
+        except _CLIENT_ERRORS as exc:
+            return request.failed(exc, time.perf_counter() - start)
+        return request.reply(msg, time.perf_counter() - start)
 
 
 def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:

@@ -15,7 +15,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from scale_graph.models.client import ModelReply, call_model
+from scale_graph.models.client import ModelReply, acall_model
 from scale_graph.models.profiles import ModeProfile
 from scale_graph.state import Usage, add_usage, empty_usage
 
@@ -27,7 +27,7 @@ def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class JsonResult[T]:
-    """The outcome of :func:`call_json`: the parsed value (or None), every reply's cost, the last error."""
+    """The outcome of :func:`acall_json`: the parsed value (or None), every reply's cost, the last error."""
 
     value: T | None
     replies: list[ModelReply] = field(default_factory=list)
@@ -41,7 +41,7 @@ class JsonResult[T]:
         return total["all"]
 
 
-def call_json[T](
+async def acall_json[T](
     profile: ModeProfile,
     messages: Sequence[BaseMessage],
     *,
@@ -59,8 +59,8 @@ def call_json[T](
     """
     result: JsonResult[T] = JsonResult(value=None)
     for _attempt in range(1 + max(0, retries)):
-        reply = call_model(profile, messages, response_format=json_schema_format(schema_name, schema),
-                           **call_kwargs)
+        reply = await acall_model(profile, messages, response_format=json_schema_format(schema_name, schema),
+                                  **call_kwargs)
         result.replies.append(reply)
         if not reply.sent:
             result.error = reply.fit_note()

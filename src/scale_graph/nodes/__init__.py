@@ -1,5 +1,10 @@
 """One module per SCALE stage. Each node is a small function of (state, runtime) → state update.
 
+The nodes that call the model (decompose, select, assess, solve_fast, solve_deep; the baselines' sample, think and
+summarize) are ``async def`` and await :func:`~scale_graph.models.acall_model` or
+:func:`~scale_graph.models.acall_json`. The graphs add them through :func:`scale_graph.graph.async_nodes.async_node`,
+which also runs them under the sync API.
+
 Nodes know the state, the prompts and the models; never the CLI, the server or the evaluation harness.
 """
 

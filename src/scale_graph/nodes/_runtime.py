@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -31,6 +32,15 @@ def context_of(runtime: Runtime[Context] | None) -> Context:
 def profiles_of(runtime: Runtime[Context] | None) -> Profiles:
     """The System 1 / System 2 / control profiles for this run."""
     return resolve_profiles(resolve_endpoint(context_of(runtime)))
+
+
+async def aprofiles_of(runtime: Runtime[Context] | None) -> Profiles:
+    """:func:`profiles_of` off the event loop, for ``async def`` nodes.
+
+    The first call for an endpoint may ask it for ``/models``, or start the embedded model: blocking calls that
+    would stall every other run on the loop (``langgraph dev`` refuses them outright).
+    """
+    return await asyncio.to_thread(profiles_of, runtime)
 
 
 def emit(runtime: Runtime[Context] | None, event: str, **data: Any) -> None:

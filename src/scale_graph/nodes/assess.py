@@ -15,8 +15,8 @@ from langgraph.types import Send
 
 from scale_graph import prompts
 from scale_graph.context import Context
-from scale_graph.models import call_json, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
+from scale_graph.models import acall_json, messages_for
+from scale_graph.nodes._runtime import aprofiles_of, context_of, emit, trace
 from scale_graph.state import Assessment, AssessTask, State
 
 DIFFICULTY_FALLBACK = "difficulty_unparsed→d=1.0"
@@ -78,15 +78,15 @@ def assess_prompt(task: AssessTask) -> str:
     return prompts.ASSESS_USER.format(problem=task["problem"], earlier=earlier, subproblem=task["subproblems"][i])
 
 
-def assess(task: AssessTask, runtime: Runtime[Context]) -> dict[str, Any]:
+async def assess(task: AssessTask, runtime: Runtime[Context]) -> dict[str, Any]:
     """Score one sub-problem; an unusable score is retried (bounded), then recorded as d = 1.0 with a fallback.
 
     Under ``final_step="question"`` the last sub-problem (the original question) is still scored, and the score
     kept as ``assessed``, but its difficulty is forced to :data:`FINAL_DIFFICULTY`, as the reference code does.
     """
-    ctx, profiles = context_of(runtime), profiles_of(runtime)
+    ctx, profiles = context_of(runtime), await aprofiles_of(runtime)
     i = task["index"]
-    result = call_json(
+    result = await acall_json(
         profiles.control,
         messages_for(profiles.control, None, assess_prompt(task)),
         schema_name="difficulty",

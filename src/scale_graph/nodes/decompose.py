@@ -10,8 +10,8 @@ from langgraph.types import Send
 
 from scale_graph import prompts
 from scale_graph.context import Context
-from scale_graph.models import call_json, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
+from scale_graph.models import acall_json, messages_for
+from scale_graph.nodes._runtime import aprofiles_of, context_of, emit, trace
 from scale_graph.state import Candidate, DecomposeTask, State
 
 SCHEMA: dict[str, Any] = {
@@ -55,11 +55,11 @@ def parse_decomposition(data: Any, max_subproblems: int, *, final_ask: bool) -> 
     return subs, fallback
 
 
-def decompose(task: DecomposeTask, runtime: Runtime[Context]) -> dict[str, Any]:
+async def decompose(task: DecomposeTask, runtime: Runtime[Context]) -> dict[str, Any]:
     """Ask for one decomposition as JSON; an unusable reply is retried (bounded), then dropped."""
-    ctx, profiles = context_of(runtime), profiles_of(runtime)
+    ctx, profiles = context_of(runtime), await aprofiles_of(runtime)
     user = prompts.DECOMPOSE_USER.format(problem=task["problem"])
-    result = call_json(
+    result = await acall_json(
         profiles.control,
         messages_for(profiles.control, None, user),
         schema_name="decomposition",

@@ -16,8 +16,8 @@ from langgraph.runtime import Runtime
 
 from scale_graph import prompts
 from scale_graph.context import Context, check_problem
-from scale_graph.models import call_model, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of
+from scale_graph.models import acall_model, messages_for
+from scale_graph.nodes._runtime import aprofiles_of, context_of, emit
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
 from scale_graph.nodes.sample import reply_record
 from scale_graph.state import InftyThinkState, Round, Summary
@@ -30,15 +30,15 @@ def round_prompt(problem: str, summary: str | None, round_index: int, rounds: in
     return prompts.INFTY_NEXT.format(problem=problem, summary=summary, round=round_index + 1, rounds=rounds)
 
 
-def think(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def think(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
     """One reasoning round on the System 2 profile with the per-round budget."""
     ctx = context_of(runtime)
-    profile = dataclasses.replace(profiles_of(runtime).system2, max_tokens=ctx.round_max_tokens)
+    profile = dataclasses.replace((await aprofiles_of(runtime)).system2, max_tokens=ctx.round_max_tokens)
     problem = check_problem(state.get("problem"))
     index = len(state.get("rounds", []))
     summaries = state.get("summaries", [])
     user = round_prompt(problem, summaries[-1]["text"] if summaries else None, index, ctx.rounds)
-    reply = call_model(
+    reply = await acall_model(
         profile,
         messages_for(profile, prompts.INFTY_SYSTEM, user),
         run_name="think",
@@ -60,15 +60,15 @@ def after_round(state: InftyThinkState, runtime: Runtime[Context]) -> Literal["s
     return "summarize"
 
 
-def summarize(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def summarize(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Summarize the latest round (with the previous summary in view) on the control profile."""
-    profile = profiles_of(runtime).control
+    profile = (await aprofiles_of(runtime)).control
     last = state["rounds"][-1]
     summaries = state.get("summaries", [])
     previous = prompts.INFTY_PREVIOUS.format(summary=summaries[-1]["text"]) if summaries else ""
     reasoning = "\n".join(part for part in (last["reasoning"], last["solution"]) if part)
     user = prompts.INFTY_SUMMARY_USER.format(problem=state["problem"], previous=previous, reasoning=reasoning)
-    reply = call_model(
+    reply = await acall_model(
         profile,
         messages_for(profile, prompts.INFTY_SUMMARY_SYSTEM, user),
         run_name="summarize",

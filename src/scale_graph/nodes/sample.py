@@ -13,8 +13,8 @@ from langgraph.types import Send
 from scale_graph import prompts
 from scale_graph.context import Context, check_problem
 from scale_graph.grading import extract_boxed
-from scale_graph.models import ModelReply, call_model, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of
+from scale_graph.models import ModelReply, acall_model, messages_for
+from scale_graph.nodes._runtime import aprofiles_of, context_of, emit
 from scale_graph.state import InputState, Sample, SampleTask
 
 
@@ -39,15 +39,15 @@ def plan_samples(state: InputState, runtime: Runtime[Context]) -> list[Send]:
     return [Send("sample", SampleTask(problem=problem, index=j)) for j in range(n)]
 
 
-def sample(task: SampleTask | InputState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def sample(task: SampleTask | InputState, runtime: Runtime[Context]) -> dict[str, Any]:
     r"""One System 2 call with the zero-shot CoT prompt; the answer is its last ``\boxed{}``.
 
     Takes a ``Send`` payload (``majority``) or the graph input itself (``cot``: sample 0).
     """
-    profile = profiles_of(runtime).system2
+    profile = (await aprofiles_of(runtime)).system2
     index = int(task.get("index", 0))  # type: ignore[arg-type]
     problem = check_problem(task.get("problem"))
-    reply = call_model(
+    reply = await acall_model(
         profile,
         messages_for(profile, prompts.COT_SYSTEM, prompts.COT_USER.format(problem=problem)),
         run_name="sample",

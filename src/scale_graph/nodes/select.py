@@ -8,8 +8,8 @@ from langgraph.runtime import Runtime
 
 from scale_graph import prompts
 from scale_graph.context import Context
-from scale_graph.models import call_json, messages_for
-from scale_graph.nodes._runtime import context_of, emit, profiles_of, trace
+from scale_graph.models import acall_json, messages_for
+from scale_graph.nodes._runtime import aprofiles_of, context_of, emit, trace
 from scale_graph.state import State, empty_usage
 
 NO_VALID_DECOMPOSITION = "no_valid_decomposition→whole_problem"
@@ -52,7 +52,7 @@ def _format_candidates(options: list[list[str]]) -> str:
     return "\n\n".join(blocks)
 
 
-def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Choose the decomposition to solve.
 
     No valid candidate → the whole problem as the only sub-problem. One distinct valid candidate → it, with no
@@ -68,7 +68,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     elif len(options) == 1:
         chosen = options[0]
     else:
-        ctx, profiles = context_of(runtime), profiles_of(runtime)
+        ctx, profiles = context_of(runtime), await aprofiles_of(runtime)
         count = len(options)
 
         def parse(data: Any) -> int:
@@ -79,7 +79,7 @@ def select(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 
         user = prompts.SELECT_USER.format(problem=state["problem"], count=count,
                                           candidates=_format_candidates(options))
-        result = call_json(
+        result = await acall_json(
             profiles.control,
             messages_for(profiles.control, None, user),
             schema_name="selection",

@@ -12,8 +12,8 @@ from langgraph.runtime import Runtime
 
 from scale_graph import prompts
 from scale_graph.context import Context
-from scale_graph.models import Profiles, call_model, messages_for
-from scale_graph.nodes._runtime import emit, profiles_of, trace
+from scale_graph.models import Profiles, acall_model, messages_for
+from scale_graph.nodes._runtime import aprofiles_of, emit, trace
 from scale_graph.state import Mode, State, StepResult
 
 
@@ -40,14 +40,14 @@ def solve_messages(profiles: Profiles, problem: str, subproblems: list[str], ste
     return messages
 
 
-def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any]:
-    profiles = profiles_of(runtime)
+async def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any]:
+    profiles = await aprofiles_of(runtime)
     steps = state.get("steps", [])
     i = len(steps)
     assessment = state["assessments"][str(i)]
     profile = profiles.for_mode(mode)
     emit(runtime, "solving", index=i, mode=mode, difficulty=assessment["difficulty"])
-    reply = call_model(
+    reply = await acall_model(
         profile,
         solve_messages(profiles, state["problem"], state["subproblems"], steps, mode),
         **trace(runtime, "solve", state.get("problem_id"), mode=mode, subproblem=i,
@@ -74,11 +74,11 @@ def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any
     return {"steps": [step], "usage": {"solve": reply.usage()}}
 
 
-def solve_fast(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def solve_fast(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """System 1: answer the sub-problem directly with the small budget."""
-    return _solve(state, runtime, "system1")
+    return await _solve(state, runtime, "system1")
 
 
-def solve_deep(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def solve_deep(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """System 2: deliberate (thinking mode, or step-by-step prompt) with the large budget."""
-    return _solve(state, runtime, "system2")
+    return await _solve(state, runtime, "system2")
