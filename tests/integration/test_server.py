@@ -9,6 +9,8 @@ import json
 import re
 import secrets
 import sys
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +47,23 @@ STAGE_EVENTS = {"candidate", "decomposition", "assessed", "solving", "solved", "
 CONTEXT = {"candidates": 2}
 
 
+PEAK = "(peak)"
+"""Problems containing this are answered after 0.3 s, counting how many of their requests are at the model at once."""
+peak_lock = threading.Lock()
+at_model = {"now": 0, "peak": 0}
+
+
 def script(body: dict) -> Reply:
     reply = scale_script(body)
     if SLOW in user_text(body):
         reply.delay = 0.5
+    if PEAK in user_text(body):
+        with peak_lock:
+            at_model["now"] += 1
+            at_model["peak"] = max(at_model["peak"], at_model["now"])
+        time.sleep(0.3)
+        with peak_lock:
+            at_model["now"] -= 1
     return reply
 
 
@@ -199,6 +214,18 @@ def test_settings_through_configurable_are_checked_too(server) -> None:
     assistant = httpx.post(f"{server.url}/assistants", headers=headers, timeout=10,
                            json={"graph_id": "scale", "context": {"candidates": 99}})
     assert assistant.status_code == 422 and "limit of 16" in assistant.json()["message"]
+
+
+async def test_one_tenants_model_requests_in_flight_are_capped(server) -> None:
+    """k = 16 decompositions are asked at once; the tenant's model requests in flight stay at
+    SCALE_SERVER_TENANT_MODEL_REQUESTS (default 8). Before the cap, all 16 reached the model together."""
+    at_model.update(now=0, peak=0)
+    async with server.client() as client:
+        thread = await client.threads.create()
+        result = await client.runs.wait(thread["thread_id"], "scale", context={"candidates": 16},
+                                        input={"problem": f"{PROBLEM} {PEAK} {secrets.token_hex(4)}"})
+    assert result["answer"] == "20"
+    assert at_model["peak"] == 8, at_model
 
 
 async def test_a_prompt_injection_is_solved_as_plain_problem_text(server) -> None:
