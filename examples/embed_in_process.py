@@ -50,7 +50,7 @@ def build_tutor(**compile_kwargs: Any) -> CompiledStateGraph:
 
 if __name__ == "__main__":
     tutor = build_tutor()
-    # run_config() carries the recursion limit SCALE's solve loop needs (the parent's limit applies inside).
+    # run_config() gives fan-outs room; the SCALE node keeps the recursion limit its compiled graph carries.
     out = tutor.invoke({"problem": " ".join(sys.argv[1:]) or "What is 17 * 23?"}, run_config(),
                        context=Context(candidates=2))
     print(out["reply"])

@@ -15,17 +15,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Durability
+from langgraph.types import Durability, StreamMode
 
-from scale_graph.context import Context, check_problem
+from scale_graph.context import Context
 from scale_graph.local import embedded_endpoint
 from scale_graph.models import check_endpoint
 from scale_graph.state import STAGES, OutputState, StepResult, Usage
 
 EventHandler = Callable[[dict[str, Any]], None]
+"""Receives each custom progress event of a run."""
+
+CompiledGraph = CompiledStateGraph[Any, Any, Any, Any]
+"""Any of the project's compiled graphs (SCALE or a baseline), whatever its state types."""
 
 
 @dataclass
@@ -112,16 +117,22 @@ k = 8 decompositions. Under the async API it only bounds one run's fan-out, neve
 real cap on requests is ``max_concurrent_requests``."""
 
 
-def run_config(thread_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A run config with a thread id (when checkpointing), the recursion limit SCALE needs, and room for fan-outs."""
-    from scale_graph.graph.policies import RECURSION_LIMIT
+def run_config(*, thread_id: str | None = None, checkpoint_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The config of one run: its thread and checkpoint, room for fan-outs, and ``extra``.
 
-    configurable = {"thread_id": thread_id} if thread_id else {}
-    return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT, "max_concurrency": MAX_PARALLEL_TASKS,
-            **extra}
+    ``thread_id`` (and ``checkpoint_id``, to start from one) when checkpointing; ``extra``: ``metadata``, ``tags``,
+    ``run_name``.
+
+    The recursion limit SCALE needs travels with the compiled graph (:func:`~scale_graph.graph.scale.
+    compile_scale_graph`), so every caller, Studio and the servers included, gets it.
+    """
+    configurable: dict[str, Any] = {"thread_id": thread_id} if thread_id else {}
+    if checkpoint_id:
+        configurable.update(checkpoint_id=checkpoint_id, checkpoint_ns="")
+    return {"configurable": configurable, "max_concurrency": MAX_PARALLEL_TASKS, **extra}
 
 
-def _graph(graph: CompiledStateGraph | None) -> CompiledStateGraph:
+def _graph(graph: CompiledGraph | None) -> CompiledGraph:
     if graph is not None:
         return graph
     from scale_graph.graph.scale import graph as scale_graph
@@ -129,52 +140,68 @@ def _graph(graph: CompiledStateGraph | None) -> CompiledStateGraph:
     return scale_graph
 
 
+class _Run:
+    """What one streamed run yields: the last state values, with custom progress events passed on."""
+
+    MODES: ClassVar[list[StreamMode]] = ["custom", "values"]
+
+    def __init__(self, on_event: EventHandler | None) -> None:
+        self.on_event = on_event
+        self.final: dict[str, Any] = {}
+
+    def take(self, mode: str, chunk: Any) -> None:
+        if mode == "custom" and self.on_event:
+            self.on_event(chunk)
+        elif mode == "values":
+            self.final = chunk
+
+
+def stream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, config: dict[str, Any],
+               context: Context, on_event: EventHandler | None = None,
+               durability: Durability | None = None) -> dict[str, Any]:
+    """Run ``graph`` once and return its last state values; custom progress events go to ``on_event``.
+
+    ``graph_input=None`` continues the thread in ``config`` from its latest checkpoint (or from the
+    ``checkpoint_id`` it names).
+    """
+    run = _Run(on_event)
+    for mode, chunk in graph.stream(graph_input, config=cast(RunnableConfig, config), context=context,
+                                    stream_mode=run.MODES, durability=durability):
+        run.take(mode, chunk)
+    return run.final
+
+
+async def astream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, config: dict[str, Any],
+                      context: Context, on_event: EventHandler | None = None,
+                      durability: Durability | None = None) -> dict[str, Any]:
+    """The async twin of :func:`stream_run`."""
+    run = _Run(on_event)
+    async for mode, chunk in graph.astream(graph_input, config=cast(RunnableConfig, config), context=context,
+                                           stream_mode=run.MODES, durability=durability):
+        run.take(mode, chunk)
+    return run.final
+
+
 def solve(problem: str, *, context: Context | None = None, problem_id: str | None = None,
-          on_event: EventHandler | None = None, graph: CompiledStateGraph | None = None,
+          on_event: EventHandler | None = None, graph: CompiledGraph | None = None,
           thread_id: str | None = None) -> SolveResult:
     """Solve ``problem`` with SCALE and return the typed result.
 
     ``on_event`` receives each progress event (decomposition chosen, sub-problem scored, step solved, answer).
-    ``graph`` lets you pass a graph compiled with your checkpointer; then give a ``thread_id``.
+    ``graph`` lets you pass a graph compiled with your checkpointer (``compile_scale_graph(checkpointer=…)``);
+    then give a ``thread_id``. An unusable problem raises :class:`~scale_graph.context.InvalidProblem` from the
+    graph's first node, before any model call.
     """
-    text = check_problem(problem)
-    final = run_graph(_graph(graph), {"problem": text, "problem_id": problem_id}, config=run_config(thread_id),
-                      context=context or Context(), on_event=on_event)
+    final = stream_run(_graph(graph), {"problem": problem, "problem_id": problem_id},
+                       config=run_config(thread_id=thread_id), context=context or Context(), on_event=on_event)
     return SolveResult.from_state(final, thread_id)
 
 
-def run_graph(graph: CompiledStateGraph, graph_input: dict[str, Any] | None, *, config: dict[str, Any],
-              context: Context, on_event: EventHandler | None = None,
-              durability: Durability | None = None) -> dict[str, Any]:
-    """Stream one run of ``graph`` and return its last state values.
-
-    ``graph_input=None`` continues the thread in ``config`` from its latest checkpoint (or from the
-    ``checkpoint_id`` it names). Custom progress events go to ``on_event``.
-    """
-    final: dict[str, Any] = {}
-    for mode, chunk in graph.stream(
-        graph_input, config=config, context=context, stream_mode=["custom", "values"],  # type: ignore[arg-type]
-        durability=durability,
-    ):
-        if mode == "custom" and on_event:
-            on_event(chunk)
-        elif mode == "values":
-            final = chunk
-    return final
-
-
 async def asolve(problem: str, *, context: Context | None = None, problem_id: str | None = None,
-                 on_event: EventHandler | None = None, graph: CompiledStateGraph | None = None,
+                 on_event: EventHandler | None = None, graph: CompiledGraph | None = None,
                  thread_id: str | None = None) -> SolveResult:
     """The async twin of :func:`solve`."""
-    text = check_problem(problem)
-    final: dict[str, Any] = {}
-    async for mode, chunk in _graph(graph).astream(
-        {"problem": text, "problem_id": problem_id}, config=run_config(thread_id),  # type: ignore[arg-type]
-        context=context or Context(), stream_mode=["custom", "values"],
-    ):
-        if mode == "custom" and on_event:
-            on_event(chunk)
-        elif mode == "values":
-            final = chunk
+    final = await astream_run(_graph(graph), {"problem": problem, "problem_id": problem_id},
+                              config=run_config(thread_id=thread_id), context=context or Context(),
+                              on_event=on_event)
     return SolveResult.from_state(final, thread_id)

@@ -29,12 +29,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, TypedDict, Unpack
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
-from scale_graph.api import EventHandler, SolveResult, endpoint, run_config, run_graph
+from scale_graph.api import CompiledGraph, EventHandler, SolveResult, endpoint, run_config, stream_run
 from scale_graph.checkpoint import DURABILITY, latest_thread_ids, open_checkpointer
-from scale_graph.context import Context, check_problem
+from scale_graph.context import Context
 from scale_graph.graph.scale import compile_scale_graph
 from scale_graph.state import Assessment
 
@@ -92,7 +91,7 @@ class CheckpointInfo:
 
 
 @contextmanager
-def open_thread_graph(target: str | None = None) -> Iterator[CompiledStateGraph]:
+def open_thread_graph(target: str | None = None) -> Iterator[CompiledGraph]:
     """The SCALE graph compiled with the checkpointer of ``target`` (see :mod:`scale_graph.checkpoint`)."""
     with open_checkpointer(target) as saver:
         yield compile_scale_graph(checkpointer=saver)
@@ -112,12 +111,12 @@ def thread_config(thread_id: str, checkpoint_id: str | None = None) -> dict[str,
     return {"configurable": configurable}
 
 
-def exists(graph: CompiledStateGraph, thread_id: str) -> bool:
+def exists(graph: CompiledGraph, thread_id: str) -> bool:
     """True when the thread has at least one checkpoint."""
     return graph.get_state(thread_config(thread_id)).created_at is not None  # type: ignore[arg-type]
 
 
-def snapshot(graph: CompiledStateGraph, thread_id: str, checkpoint_id: str | None = None) -> StateSnapshot:
+def snapshot(graph: CompiledGraph, thread_id: str, checkpoint_id: str | None = None) -> StateSnapshot:
     """The thread's state at its latest checkpoint (or ``checkpoint_id``); :class:`ThreadError` if none."""
     snap = graph.get_state(thread_config(thread_id, checkpoint_id))  # type: ignore[arg-type]
     if snap.created_at is None:
@@ -138,7 +137,7 @@ def error_of(snap: StateSnapshot) -> str | None:
     return next((str(t.error) for t in snap.tasks if t.error), None)
 
 
-def info(graph: CompiledStateGraph, thread_id: str) -> ThreadInfo:
+def info(graph: CompiledGraph, thread_id: str) -> ThreadInfo:
     """A thread's summary at its latest checkpoint."""
     snap = snapshot(graph, thread_id)
     values = snap.values
@@ -156,7 +155,7 @@ def info(graph: CompiledStateGraph, thread_id: str) -> ThreadInfo:
     )
 
 
-def list_threads(graph: CompiledStateGraph, limit: int = 50) -> list[ThreadInfo]:
+def list_threads(graph: CompiledGraph, limit: int = 50) -> list[ThreadInfo]:
     """The most recently written threads first."""
     saver = graph.checkpointer
     if not isinstance(saver, BaseCheckpointSaver):
@@ -164,7 +163,7 @@ def list_threads(graph: CompiledStateGraph, limit: int = 50) -> list[ThreadInfo]
     return [info(graph, thread_id) for thread_id in latest_thread_ids(saver, limit)]
 
 
-def history(graph: CompiledStateGraph, thread_id: str) -> list[CheckpointInfo]:
+def history(graph: CompiledGraph, thread_id: str) -> list[CheckpointInfo]:
     """Every checkpoint of the thread, newest first (forks included), with the nodes that wrote each."""
     snaps = list(graph.get_state_history(thread_config(thread_id)))  # type: ignore[arg-type]
     if not snaps:
@@ -197,7 +196,7 @@ def counted(names: Iterable[str]) -> list[str]:
     return [name if n == 1 else f"{name} ×{n}" for name, n in Counter(names).items()]
 
 
-def find_checkpoint(graph: CompiledStateGraph, thread_id: str, ref: str) -> str:
+def find_checkpoint(graph: CompiledGraph, thread_id: str, ref: str) -> str:
     """The full id of the thread's checkpoint ``ref`` (a full id or a unique prefix of one)."""
     ids = [c.checkpoint_id for c in history(graph, thread_id)]
     if ref in ids:
@@ -209,7 +208,7 @@ def find_checkpoint(graph: CompiledStateGraph, thread_id: str, ref: str) -> str:
     raise ThreadError(f"checkpoint {ref} {reason} in thread {thread_id}: `scale history {thread_id}` lists them")
 
 
-def recorded_context(graph: CompiledStateGraph, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+def recorded_context(graph: CompiledGraph, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
     """The Context fields the thread's run was started with (as stored at that checkpoint)."""
     raw = (snapshot(graph, thread_id, checkpoint_id).metadata or {}).get(CONTEXT_KEY)
     return dict(json.loads(raw)) if raw else {}
@@ -240,14 +239,7 @@ def _metadata(context: Context, note: str | None = None) -> dict[str, Any]:
     return {CONTEXT_KEY: json.dumps(stored), **({FORK_KEY: note} if note else {})}
 
 
-def _run_config(thread_id: str, checkpoint_id: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
-    config = run_config(thread_id, metadata=metadata)
-    if checkpoint_id:
-        config["configurable"].update(checkpoint_id=checkpoint_id, checkpoint_ns="")
-    return config
-
-
-def _run(graph: CompiledStateGraph, thread_id: str, graph_input: dict[str, Any] | None, context: Context,
+def _run(graph: CompiledGraph, thread_id: str, graph_input: dict[str, Any] | None, context: Context,
          options: RunOptions, checkpoint_id: str | None = None) -> SolveResult:
     """Run on the thread with a live endpoint; ``context`` (not the live one) is what the checkpoints record."""
     progress = options.get("progress")
@@ -255,23 +247,23 @@ def _run(graph: CompiledStateGraph, thread_id: str, graph_input: dict[str, Any] 
         if progress:
             progress(f"thread {thread_id}; model endpoint {live.base_url}; τ={live.threshold}, "
                      f"k={live.candidates}, assess={live.assess}, preset={live.preset}")
-        final = run_graph(graph, graph_input, config=_run_config(thread_id, checkpoint_id, _metadata(context)),
-                          context=live, on_event=options.get("on_event"), durability=DURABILITY)
+        config = run_config(thread_id=thread_id, checkpoint_id=checkpoint_id, metadata=_metadata(context))
+        final = stream_run(graph, graph_input, config=config, context=live, on_event=options.get("on_event"),
+                           durability=DURABILITY)
     return SolveResult.from_state(final, thread_id)
 
 
-def start(graph: CompiledStateGraph, problem: str, *, context: Context | None = None, thread_id: str | None = None,
+def start(graph: CompiledGraph, problem: str, *, context: Context | None = None, thread_id: str | None = None,
           problem_id: str | None = None, **options: Unpack[RunOptions]) -> SolveResult:
     """Solve ``problem`` as a new thread (``thread_id``, default a fresh id)."""
-    text = check_problem(problem)
     thread_id = thread_id or new_thread_id()
     if exists(graph, thread_id):
         raise ThreadError(f"thread {thread_id} already exists: continue it with `scale resume`, branch it "
                           "with `scale fork`, or start a new one")
-    return _run(graph, thread_id, {"problem": text, "problem_id": problem_id}, context or Context(), options)
+    return _run(graph, thread_id, {"problem": problem, "problem_id": problem_id}, context or Context(), options)
 
 
-def resume(graph: CompiledStateGraph, thread_id: str, *, overrides: Mapping[str, Any] | None = None,
+def resume(graph: CompiledGraph, thread_id: str, *, overrides: Mapping[str, Any] | None = None,
            **options: Unpack[RunOptions]) -> SolveResult:
     """Continue an interrupted or failed run from its latest checkpoint; finished steps are not asked again.
 
@@ -283,14 +275,14 @@ def resume(graph: CompiledStateGraph, thread_id: str, *, overrides: Mapping[str,
     return _run(graph, thread_id, None, context, options)
 
 
-def replay(graph: CompiledStateGraph, thread_id: str, checkpoint_id: str, *,
+def replay(graph: CompiledGraph, thread_id: str, checkpoint_id: str, *,
            overrides: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]) -> SolveResult:
     """Run again from checkpoint ``checkpoint_id``: the steps after it are redone, on a new branch."""
     context = context_with(recorded_context(graph, thread_id, checkpoint_id), overrides or {})
     return _run(graph, thread_id, None, context, options, checkpoint_id=checkpoint_id)
 
 
-def fork(graph: CompiledStateGraph, thread_id: str, checkpoint_id: str, *,
+def fork(graph: CompiledGraph, thread_id: str, checkpoint_id: str, *,
          difficulties: Mapping[int, float] | None = None, overrides: Mapping[str, Any] | None = None,
          **options: Unpack[RunOptions]) -> SolveResult:
     """Branch the thread at ``checkpoint_id`` with changed difficulties and/or Context (e.g. τ), and continue.
@@ -305,7 +297,7 @@ def fork(graph: CompiledStateGraph, thread_id: str, checkpoint_id: str, *,
     context = context_with(recorded_context(graph, thread_id, checkpoint_id), overrides or {})
     changes = [f"d{n}={d:g}" for n, d in sorted((difficulties or {}).items())] + [f"τ={context.threshold:g}"]
     note = f"fork of {checkpoint_id}: {', '.join(changes)}"
-    config = _run_config(thread_id, checkpoint_id, _metadata(context, note))
+    config = run_config(thread_id=thread_id, checkpoint_id=checkpoint_id, metadata=_metadata(context, note))
     forked = graph.update_state(config, update or None, as_node="assess")  # type: ignore[arg-type]
     return _run(graph, thread_id, None, context, options, checkpoint_id=forked["configurable"]["checkpoint_id"])
 

@@ -43,7 +43,7 @@ def test_the_parent_context_sets_tau_inside_scale(fake_models) -> None:
 def test_a_checkpointed_parent_keeps_scale_s_steps_in_its_thread(fake_models) -> None:
     fakes = fake_models(make_script())
     tutor = load_example().build_tutor(checkpointer=InMemorySaver())
-    config = run_config("parent-1")
+    config = run_config(thread_id="parent-1")
     tutor.invoke({"problem": "p"}, config, context=fake_context())
     state = tutor.get_state(config, subgraphs=True)
     assert state.values["answer"] == "30" and not state.next
