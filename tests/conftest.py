@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import pytest
 
 from scale_graph import models
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.context import Context
 from scale_graph.testing import FakeChatModels, Reply, Script, current_subproblem, scale_script, stage_of
 
@@ -36,9 +38,14 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> Callable[[Script], FakeChatM
 
 def fake_context(**overrides: Any) -> Context:
     """A Context pointing at the fake endpoint (never contacted: the chat model is faked, and the model name and
-    context length are given, so nothing needs to be asked of it)."""
-    return Context(**{"base_url": FAKE_URL, "model": "fake-model", "max_model_len": 1_000_000, "candidates": 2,
-                      **overrides})
+    context length are given, so nothing needs to be asked of it). A baseline's knob (``samples``, ``rounds``,
+    ``round_max_tokens``) among ``overrides`` makes it a :class:`BaselineContext`."""
+    cls = BaselineContext if overrides.keys() & {f.name for f in fields(BaselineContext)} - CONTEXT_FIELDS else Context
+    return cls(**{"base_url": FAKE_URL, "model": "fake-model", "max_model_len": 1_000_000, "candidates": 2,
+                  **overrides})
+
+
+CONTEXT_FIELDS = {f.name for f in fields(Context)}
 
 
 SUBPROBLEMS = ["How many in April?", "How many in May?", "What is the final answer?"]

@@ -240,24 +240,6 @@ class Context:
                   "it to the server's parallel slots. Empty: no cap (the embedded model sets its slot count).",
                   "ge": 1, "le": 4096},
     )
-    samples: int = field(
-        default=4,
-        metadata={"description": "majority baseline: System 2 samples drawn concurrently and voted on "
-                  "(answers grouped by mathematical equivalence).",
-                  "ge": 1, "le": 256},
-    )
-    rounds: int = field(
-        default=4,
-        metadata={"description": "inftythink baseline: the most reasoning rounds (each ends with a summary "
-                  "the next round starts from); it stops earlier at a boxed answer.",
-                  "ge": 1, "le": 40},
-    )
-    round_max_tokens: int = field(
-        default=1024,
-        metadata={"description": "inftythink baseline: completion-token budget of one reasoning round (its "
-                  "summary has control_max_tokens).",
-                  "ge": 1, "le": MAX_TOKENS_LIMIT},
-    )
     request_timeout: float = field(
         default=600.0,
         metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s).",
@@ -282,6 +264,16 @@ class Context:
         Unknown fields and unusable values raise :class:`InvalidSettings`.
         """
         return cls(**validate_settings(data, cls))
+
+    @classmethod
+    def from_profile(cls, name: str, **overrides: Any) -> Self:
+        """A Context (of this class) with settings profile ``name``, ``overrides`` on top.
+
+        Only the profile's fields this class has are taken (``Context.from_profile("paper", base_url=…)`` leaves
+        out the baselines' knobs). Unknown profile names raise ``ValueError``.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_mapping({k: v for k, v in profile_overrides(name, overrides).items() if k in names})
 
 
 PROFILES: dict[str, dict[str, Any]] = {

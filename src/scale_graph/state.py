@@ -169,8 +169,8 @@ class OutputState(TypedDict):
 class State(InputState):
     """The internal state of the SCALE graph (a superset of ``OutputState``)."""
 
-    candidates: Annotated[list[Candidate], operator.add]
-    """Candidate decompositions gathered from the fan-out (append-only)."""
+    decompositions: Annotated[list[Candidate], operator.add]
+    """The k candidate decompositions gathered from the fan-out (append-only); ``Context.candidates`` is k."""
     subproblems: list[str]
     """The chosen decomposition s_1..s_n."""
     decomposition_fallback: str | None
@@ -215,101 +215,3 @@ class AssessTask(TypedDict):
     steps: list[StepResult]
     """Earlier solved steps (empty when assessing upfront)."""
     contextual: bool
-
-
-# --- baselines (cot, majority, inftythink) ----------------------------------------------------------------
-
-
-class Sample(TypedDict):
-    """One independent zero-shot chain-of-thought reply (``cot`` has one, ``majority`` n)."""
-
-    index: int
-    """Which sample this is (0-based)."""
-    solution: str
-    """The visible reply."""
-    reasoning: str | None
-    """Separate reasoning text, when the backend returns one."""
-    answer: str | None
-    """The contents of the reply's last ``\\boxed{}``, or None."""
-    prompt_tokens: int
-    completion_tokens: int
-    latency: float
-    finish_reason: str | None
-
-
-class Vote(TypedDict):
-    """Answers found mathematically equivalent, and the samples that gave them."""
-
-    answer: str
-    """The group's answer as its earliest sample wrote it."""
-    samples: list[int]
-    """Indices of the samples in the group."""
-
-
-class SampleTask(TypedDict):
-    """The payload ``Send`` gives one chain-of-thought sample."""
-
-    problem: str
-    index: int
-
-
-class SamplingState(InputState):
-    """The internal state of the ``cot`` and ``majority`` graphs."""
-
-    samples: Annotated[list[Sample], operator.add]
-    """Replies gathered from the fan-out (append-only)."""
-    votes: list[Vote]
-    """Answer groups, largest first (ties: earliest sample first)."""
-    answer: str | None
-    answer_fallback: str | None
-    usage: Annotated[dict[str, Usage], add_usage]
-
-
-class SamplingOutput(TypedDict):
-    """What the ``cot`` and ``majority`` graphs return."""
-
-    answer: str | None
-    """The winning group's answer (``cot``: the one sample's), or None (see ``answer_fallback``)."""
-    answer_fallback: str | None
-    samples: list[Sample]
-    votes: list[Vote]
-    usage: dict[str, Usage]
-    """Model usage per stage (``solve``)."""
-
-
-class Round(Sample):
-    """One InftyThink round: a bounded stretch of reasoning (``index`` is the round, 0-based).
-
-    Unless it boxed an answer, a :class:`Summary` of it follows.
-    """
-
-
-class Summary(TypedDict):
-    """The summary that closes an unanswered round; the next round starts from it."""
-
-    index: int
-    """The round it summarizes."""
-    text: str
-    completion_tokens: int
-
-
-class InftyThinkState(InputState):
-    """The internal state of the ``inftythink`` graph."""
-
-    rounds: Annotated[list[Round], operator.add]
-    summaries: Annotated[list[Summary], operator.add]
-    answer: str | None
-    answer_fallback: str | None
-    usage: Annotated[dict[str, Usage], add_usage]
-
-
-class InftyThinkOutput(TypedDict):
-    """What the ``inftythink`` graph returns."""
-
-    answer: str | None
-    """The last round's boxed answer, or None (see ``answer_fallback``)."""
-    answer_fallback: str | None
-    rounds: list[Round]
-    summaries: list[Summary]
-    usage: dict[str, Usage]
-    """Model usage per stage (``solve`` for the rounds, ``summarize`` for the summaries)."""

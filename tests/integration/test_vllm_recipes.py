@@ -7,6 +7,7 @@ import pytest
 from scale_graph import solve
 from scale_graph.cli import build_parser
 from scale_graph.cli.common import context_from_args
+from scale_graph.context import Context
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of
 from scale_graph.vllm import RECIPES, render
 
@@ -28,7 +29,7 @@ def context_for(recipe_name: str, fast: FakeOpenAIServer, deep: FakeOpenAIServer
     if deep is not None:
         args = [a.replace("http://127.0.0.1:8001/v1", deep.base_url) for a in args]
     parsed = build_parser().parse_args(["solve", *args, "--candidates", "1", "P?"])
-    return context_from_args(parsed)
+    return context_from_args(parsed, Context)
 
 
 @pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])

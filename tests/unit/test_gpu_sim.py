@@ -95,11 +95,10 @@ def test_replay_ideal_runs_the_logged_rounds(sim):
 
 def test_a_scale_run_against_the_server_has_realistic_lengths_per_stage(sim):
     from scale_graph import Context, solve
-    from scale_graph.context import PROFILES
 
     problem = "A train travels 120 km in 2 hours and then 60 km in 1 hour. What is its average speed in km/h?"
     with sim.SimulatedGPUServer(speed=2_000) as server:  # ~6 simulated minutes in well under a second
-        result = solve(problem, context=Context(base_url=server.base_url, **PROFILES["paper"]))
+        result = solve(problem, context=Context.from_profile("paper", base_url=server.base_url))
         stats = server.stats()
     assert result.answer is not None
     tokens = {stage: [e["completion"] for e in stats["log"] if e["stage"] == stage]

@@ -92,23 +92,25 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
                             "(default $SCALE_MODEL_PATH)")
 
 
-def context_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The Context fields the user gave flags for, on top of ``--profile``'s (when the command has it), checked.
+def context_overrides(args: argparse.Namespace, cls: type[Context] = Context) -> dict[str, Any]:
+    """The fields of ``cls`` the user gave flags for, on top of ``--profile``'s (when the command has it), checked.
 
+    A profile's fields that ``cls`` does not have (the baselines' knobs, for SCALE) are left out.
     :class:`~scale_graph.context.InvalidSettings` names a field that cannot be used.
     """
-    names = {f.name for f in fields(Context)}
+    names = {f.name for f in fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return validate_settings(profile_overrides(getattr(args, "profile", None), given))
+    chosen = profile_overrides(getattr(args, "profile", None), given)
+    return validate_settings({k: v for k, v in chosen.items() if k in names}, cls)
 
 
-def context_from_args(args: argparse.Namespace) -> Context:
-    """A Context with the flags the user gave; everything else keeps its default (or its environment variable).
+def context_from_args[C: Context](args: argparse.Namespace, cls: type[C]) -> C:
+    """A ``cls`` with the flags the user gave; everything else keeps its default (or its environment variable).
 
     :class:`~scale_graph.context.InvalidSettings` names a field that cannot be used (a flag, or a ``SCALE_*``
     variable that fills one).
     """
-    return Context.from_mapping(context_overrides(args))
+    return cls.from_mapping(context_overrides(args, cls))
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from scale_graph.api import endpoint
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.cli.common import add_context_options, context_from_args
 from scale_graph.context import PROFILES, Context
 from scale_graph.eval.datasets import Dataset, DatasetError, load_dataset
@@ -212,7 +213,7 @@ def live_context(args: argparse.Namespace, console: Console) -> Iterator[Context
     """The run's Context with a live endpoint (the embedded model, started once, when none is configured)."""
     say: Callable[[str], None] | None = None if args.quiet else (lambda m: console.print(m, highlight=False))
     with endpoint(
-        context_from_args(args), model_path=args.model_path, progress=say, slots=args.concurrency
+        context_from_args(args, BaselineContext), model_path=args.model_path, progress=say, slots=args.concurrency
     ) as ctx:
         yield ctx
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.cli.common import add_context_options, context_from_args
 from scale_graph.cli.eval import (
     EXIT_FAILED,
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``scale reproduce``."""
     console = Console(stderr=True)
     try:
-        base_url = context_from_args(args).base_url
+        base_url = context_from_args(args, BaselineContext).base_url
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE

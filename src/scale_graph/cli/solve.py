@@ -9,7 +9,7 @@ from rich.console import Console
 from scale_graph import threads
 from scale_graph.cli.common import InputError, add_run_options, context_from_args, read_problem
 from scale_graph.cli.runner import execute, fail
-from scale_graph.context import InvalidProblem, InvalidSettings, check_problem
+from scale_graph.context import Context, InvalidProblem, InvalidSettings, check_problem
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``scale solve`` as a new thread; the exit code (see :func:`~scale_graph.cli.runner.execute`)."""
     try:  # the settings and the problem are checked before a thread (or a model) exists: exit 2
-        context = context_from_args(args)
+        context = context_from_args(args, Context)
         problem = check_problem(read_problem(args.problem, args.file))
     except (InputError, InvalidProblem, InvalidSettings) as exc:
         return fail(Console(stderr=True, soft_wrap=True), exc, 2)

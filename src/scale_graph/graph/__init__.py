@@ -1,20 +1,10 @@
-"""Graph builders: one per method. Each is exported uncompiled (``build_*``) and compiled (``graph``).
+"""SCALE's graph and what every graph shares.
 
-``methods.METHODS`` names them all, including the ``all-fast`` / ``all-deep`` ablations (SCALE with τ forced).
+- :mod:`~scale_graph.graph.scale`: the SCALE builder (``build_scale_graph``) and its compiled ``graph``.
+- :mod:`~scale_graph.graph.methods`: every method by name (SCALE, its ``all-fast``/``all-deep`` ablations and the
+  baselines of :mod:`scale_graph.baselines`), for the evaluation harness and the CLI.
+- :mod:`~scale_graph.graph.policies`: the transport retry and the recursion limit.
+- :mod:`~scale_graph.graph.async_nodes`: how the ``async def`` model nodes also run under the sync API.
+
+Nothing is imported here, so importing one module compiles no other graph.
 """
-
-from scale_graph.graph.cot import build_cot_graph, compile_cot_graph
-from scale_graph.graph.inftythink import build_inftythink_graph, compile_inftythink_graph
-from scale_graph.graph.majority import build_majority_graph, compile_majority_graph
-from scale_graph.graph.scale import build_scale_graph, compile_scale_graph
-
-__all__ = [
-    "build_cot_graph",
-    "build_inftythink_graph",
-    "build_majority_graph",
-    "build_scale_graph",
-    "compile_cot_graph",
-    "compile_inftythink_graph",
-    "compile_majority_graph",
-    "compile_scale_graph",
-]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from langgraph.graph.state import CompiledStateGraph
 
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.context import Context
 
 Unit = Literal["sub-problem", "sample", "round"]
@@ -25,8 +26,8 @@ class Method:
 
     name: str
     description: str
-    module: str
-    """The ``scale_graph.graph`` module whose ``graph`` is this method's compiled graph."""
+    graph_ref: str
+    """``module:attribute`` of this method's compiled graph."""
     unit: Unit
     """What Tpi divides by: sub-problems (SCALE family), samples (cot, majority) or rounds (inftythink)."""
     settings: tuple[str, ...]
@@ -36,15 +37,27 @@ class Method:
     """Context fields this method forces."""
     votes_on_samples: bool = False
     """True when the n samples are voted into one answer (``majority``), not graded one by one."""
+    context_class: type[Context] = Context
+    """The graph's context schema: ``Context`` for SCALE, ``BaselineContext`` for the baselines."""
 
-    def graph(self) -> CompiledStateGraph:
-        """The compiled graph (imported on first use)."""
-        return importlib.import_module(f"scale_graph.graph.{self.module}").graph
+    def graph(self) -> CompiledStateGraph[Any, Any, Any, Any]:
+        """The compiled graph (imported on first use, so naming a method compiles nothing else)."""
+        module, attribute = self.graph_ref.split(":")
+        graph: CompiledStateGraph[Any, Any, Any, Any] = getattr(importlib.import_module(module), attribute)
+        return graph
 
     def context(self, ctx: Context) -> Context:
-        """``ctx`` with this method's forced fields."""
+        """``ctx`` as this method's context class, with this method's forced fields.
+
+        A baseline's own knobs keep their defaults unless ``ctx`` already has them.
+        """
+        if not isinstance(ctx, self.context_class):
+            names = {f.name for f in dataclasses.fields(self.context_class)}
+            ctx = self.context_class(**{k: v for k, v in dataclasses.asdict(ctx).items() if k in names})
         return dataclasses.replace(ctx, **self.overrides) if self.overrides else ctx
 
+
+_SCALE_GRAPH = "scale_graph.graph.scale:graph"
 
 _MODEL = ("model", "system2_model", "preset", "temperature", "top_p", "top_k", "max_model_len")
 _SCALE = (
@@ -65,36 +78,39 @@ METHODS: dict[str, Method] = {
         Method(
             "scale",
             "SCALE: decompose, assess, route each sub-problem by d > τ",
-            "scale",
+            _SCALE_GRAPH,
             "sub-problem",
             _SCALE,
         ),
         Method(
             "cot",
             "one System 2 call with the zero-shot chain-of-thought prompt",
-            "cot",
+            "scale_graph.baselines.graphs:cot",
             "sample",
             (*_MODEL, "system2_max_tokens"),
+            context_class=BaselineContext,
         ),
         Method(
             "majority",
             "n System 2 samples, vote by mathematical equivalence",
-            "majority",
+            "scale_graph.baselines.graphs:majority",
             "sample",
             (*_MODEL, "system2_max_tokens", "samples"),
             votes_on_samples=True,
+            context_class=BaselineContext,
         ),
         Method(
             "inftythink",
             "bounded reasoning rounds joined by summaries (training-free)",
-            "inftythink",
+            "scale_graph.baselines.graphs:inftythink",
             "round",
             (*_MODEL, "rounds", "round_max_tokens", "control_max_tokens"),
+            context_class=BaselineContext,
         ),
         Method(
             "all-fast",
             "SCALE with every sub-problem on System 1 (τ = 1)",
-            "scale",
+            _SCALE_GRAPH,
             "sub-problem",
             _SCALE,
             {"threshold": 1.0},
@@ -102,7 +118,7 @@ METHODS: dict[str, Method] = {
         Method(
             "all-deep",
             "SCALE with every sub-problem on System 2 (τ = -1)",
-            "scale",
+            _SCALE_GRAPH,
             "sub-problem",
             _SCALE,
             {"threshold": -1.0},

@@ -72,4 +72,4 @@ async def decompose(task: DecomposeTask, runtime: Runtime[Context]) -> dict[str,
     candidate = Candidate(index=task["index"], subproblems=subproblems, error=result.error, fallback=fallback)
     emit(runtime, "candidate", index=task["index"], valid=subproblems is not None,
          subproblems=len(subproblems or []), error=result.error, fallback=fallback)
-    return {"candidates": [candidate], "usage": {"decompose": result.usage()}}
+    return {"decompositions": [candidate], "usage": {"decompose": result.usage()}}

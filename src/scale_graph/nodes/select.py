@@ -36,7 +36,7 @@ def distinct_valid(state: State) -> list[list[str]]:
     """Valid candidate decompositions in sample order, duplicates removed."""
     seen: set[tuple[str, ...]] = set()
     out: list[list[str]] = []
-    for cand in sorted(state.get("candidates", []), key=lambda c: c["index"]):
+    for cand in sorted(state.get("decompositions", []), key=lambda c: c["index"]):
         subs = cand["subproblems"]
         if subs and tuple(subs) not in seen:
             seen.add(tuple(subs))

@@ -20,7 +20,7 @@ def start(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     A thread holds one problem: new input on a thread that already ran one is refused, since the append-only
     candidates and steps would mix the two problems and the answer would be the old one's.
     """
-    if state.get("candidates") or state.get("steps"):
+    if state.get("decompositions") or state.get("steps"):
         raise InvalidProblem("this thread already holds a problem: solve each problem on a new thread")
     update: dict[str, Any] = {"problem": check_problem(state.get("problem"))}
     if not state.get("started_at"):

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.checkpoint import DURABILITY
-from scale_graph.context import Context
 
 DEFAULT_AUTH = "scale_graph.server.auth:auth"
 """The API-key handler (module form, so it does not depend on the working directory)."""
@@ -97,7 +97,7 @@ class ServerLimits:
         """The limits from ``environ`` (default: the process's), defaults for those unset."""
         env = os.environ if environ is None else environ
         values: dict[str, int] = {}
-        defaults = {f.name: f.default for f in fields(Context)}
+        defaults = {f.name: f.default for f in fields(BaselineContext)}  # SCALE's fields and the baselines'
         for name, limit in LIMITS.items():
             raw = env.get(limit.env, "").strip()
             try:

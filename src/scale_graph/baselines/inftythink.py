@@ -15,12 +15,13 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from scale_graph import prompts
-from scale_graph.context import Context, check_problem
+from scale_graph.baselines.context import BaselineContext, knobs
+from scale_graph.baselines.sampling import reply_record
+from scale_graph.baselines.state import InftyThinkState, Round, Summary
+from scale_graph.context import check_problem
 from scale_graph.models import acall_model, messages_for
-from scale_graph.nodes._runtime import aprofiles_of, context_of, emit
+from scale_graph.nodes._runtime import aprofiles_of, emit
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
-from scale_graph.nodes.sample import reply_record
-from scale_graph.state import InftyThinkState, Round, Summary
 
 
 def round_prompt(problem: str, summary: str | None, round_index: int, rounds: int) -> str:
@@ -30,9 +31,9 @@ def round_prompt(problem: str, summary: str | None, round_index: int, rounds: in
     return prompts.INFTY_NEXT.format(problem=problem, summary=summary, round=round_index + 1, rounds=rounds)
 
 
-async def think(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def think(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:
     """One reasoning round on the System 2 profile with the per-round budget."""
-    ctx = context_of(runtime)
+    ctx = knobs(runtime)
     profile = dataclasses.replace((await aprofiles_of(runtime)).system2, max_tokens=ctx.round_max_tokens)
     problem = check_problem(state.get("problem"))
     index = len(state.get("rounds", []))
@@ -50,17 +51,17 @@ async def think(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, 
     return {"rounds": [result], "usage": {"solve": reply.usage()}}
 
 
-def after_round(state: InftyThinkState, runtime: Runtime[Context]) -> Literal["summarize", "conclude"]:
+def after_round(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> Literal["summarize", "conclude"]:
     """Conclude at a boxed answer or the round limit; otherwise summarize and go on."""
     rounds = state.get("rounds", [])
     if not rounds:
         raise RuntimeError("after_round reached with no round")
-    if rounds[-1]["answer"] is not None or len(rounds) >= max(1, context_of(runtime).rounds):
+    if rounds[-1]["answer"] is not None or len(rounds) >= max(1, knobs(runtime).rounds):
         return "conclude"
     return "summarize"
 
 
-async def summarize(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def summarize(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:
     """Summarize the latest round (with the previous summary in view) on the control profile."""
     profile = (await aprofiles_of(runtime)).control
     last = state["rounds"][-1]
@@ -81,7 +82,7 @@ async def summarize(state: InftyThinkState, runtime: Runtime[Context]) -> dict[s
     return {"summaries": [summary], "usage": {"summarize": reply.usage()}}
 
 
-def conclude(state: InftyThinkState, runtime: Runtime[Context]) -> dict[str, Any]:
+def conclude(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:
     """The answer is the last round's boxed answer; none → None with the reason recorded."""
     rounds = state.get("rounds", [])
     answer = rounds[-1]["answer"] if rounds else None
