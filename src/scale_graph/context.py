@@ -3,28 +3,22 @@
 Every field carries a description, so LangGraph Studio shows it. Environment variables only supply defaults for
 fields the caller leaves unset (``SCALE_BASE_URL`` and friends); an explicit value always wins.
 
-Every field is also checked, in one place: a field's type annotation says its kind (integer, finite number, text,
-one of a ``Literal``'s values, optionally empty) and its metadata its range (``ge``, ``gt``, ``le``, ``lt``,
-``pattern``: the keys pydantic understands, so the JSON schema Studio shows carries them too). A Context is
-checked when it is made (``__post_init__``), and settings from outside (CLI flags, an HTTP run's ``context``) go
-through :func:`validate_context` / :func:`validate_settings` first, which also refuse unknown fields. Anything
-unusable raises :class:`InvalidSettings` naming the field and the reason. The rules are read from
-``dataclasses.fields(cls)``, so a subclass of Context that adds fields is checked the same way.
+Every field is also checked when a Context is made, by the rules of :mod:`scale_graph.settings`: a field's type
+annotation says its kind, its metadata its range. Settings from outside (CLI flags, an HTTP run's ``context``) go
+through :meth:`Context.from_mapping`, which also refuses unknown fields. Anything unusable raises
+:class:`~scale_graph.settings.InvalidSettings` naming the field and the reason. Named settings profiles
+(``--profile paper``) are :data:`PROFILES`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import os
-import re
-import types
-import typing
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
+
+from scale_graph.settings import URL_PATTERN, field_rules, validate_settings
 
 AssessPolicy = Literal["upfront", "contextual"]
 PresetName = Literal["auto", "prompted", "qwen3-hybrid", "paired"]
@@ -40,59 +34,6 @@ with ``assess="contextual"`` each sub-problem takes 4 of them: 23 sub-problems f
 
 MAX_TOKENS_LIMIT = 1 << 20
 """The largest completion budget of one call a Context accepts (no model has a longer context)."""
-
-MAX_PROBLEM_CHARS = 20_000
-"""The longest problem text accepted (characters). Longer input is refused before any model call."""
-
-URL_PATTERN = r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$"
-"""What an endpoint field must look like: an http(s) URL with a host and no credentials in it."""
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-"""C0 controls except tab, newline and carriage return; DEL; C1 controls (U+0080-U+009F)."""
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-"""Lone surrogates: not text (they cannot be encoded as UTF-8), but JSON can carry one (``"\\ud800"``)."""
-_BLANK = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
-"""Characters that show nothing but are not whitespace or format characters (Hangul fillers, the braille blank,
-the combining grapheme joiner)."""
-
-
-class InvalidProblem(ValueError):
-    """The problem text cannot be used (empty, too long, control characters). The message says why."""
-
-
-def _invisible(char: str) -> bool:
-    """True for a character that shows nothing.
-
-    Whitespace, a format character (zero-width space, joiners, BOM, direction marks, soft hyphen), a blank filler.
-    """
-    return char.isspace() or unicodedata.category(char) == "Cf" or char in _BLANK
-
-
-def check_problem(problem: object) -> str:
-    """``problem`` stripped, or :class:`InvalidProblem` with a clear message.
-
-    Refused: not text, empty or only whitespace / zero-width characters, longer than :data:`MAX_PROBLEM_CHARS`,
-    C0 or C1 control characters (tab, newline and carriage return are fine), lone surrogates. A problem is plain
-    text: whatever it says (even "ignore all instructions…") is only ever put into prompts as the problem, never
-    executed.
-    """
-    if not isinstance(problem, str):
-        raise InvalidProblem(f"the problem must be text, got {type(problem).__name__}")
-    text = problem.strip()
-    if not text:
-        raise InvalidProblem("the problem is empty")
-    if len(text) > MAX_PROBLEM_CHARS:
-        raise InvalidProblem(f"the problem is {len(text)} characters long; the limit is {MAX_PROBLEM_CHARS}")
-    if bad := _CONTROL.search(text):
-        raise InvalidProblem(f"the problem contains a control character (U+{ord(bad.group()):04X}) at "
-                             f"position {bad.start()}")
-    if bad := _SURROGATE.search(text):
-        raise InvalidProblem(f"the problem contains a lone surrogate (U+{ord(bad.group()):04X}) at position "
-                             f"{bad.start()}, which is not valid text")
-    if all(_invisible(c) for c in text):
-        raise InvalidProblem("the problem is empty: it has only invisible characters (zero-width or format "
-                             "characters)")
-    return text
 
 
 @dataclass(kw_only=True)
@@ -301,160 +242,3 @@ def profile_overrides(name: str | None, overrides: dict[str, Any]) -> dict[str, 
     if name not in PROFILES:
         raise ValueError(f"unknown settings profile {name!r}; choose one of {', '.join(PROFILES)}")
     return {**PROFILES[name], **overrides}
-
-
-# --- checking settings -----------------------------------------------------------------------------------------
-
-
-class InvalidSettings(ValueError):
-    """A run setting that cannot be used: ``field`` names it (``"context"`` for the whole), ``reason`` says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-_BOUNDS = {"ge": ("≥", float.__ge__), "gt": (">", float.__gt__), "le": ("≤", float.__le__), "lt": ("<", float.__lt__)}
-"""Range keys of a field's metadata: how a message writes them, and the test a value must pass."""
-
-
-def _shown(value: object) -> str:
-    """``value`` for a message: its type and a short repr."""
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60] + '…' if len(text) > 60 else text}"
-
-
-@dataclass(frozen=True)
-class FieldRule:
-    """What one Context field accepts, from its annotation and metadata."""
-
-    name: str
-    kind: type
-    """int, float, str or bool (a ``Literal`` field: str)."""
-    optional: bool
-    """None (unset) is allowed."""
-    choices: tuple[Any, ...] | None = None
-    """A ``Literal`` field's values."""
-    bounds: tuple[tuple[str, float], ...] = ()
-    """(``ge``/``gt``/``le``/``lt``, limit) pairs."""
-    pattern: str | None = None
-
-    def check(self, value: Any) -> Any:
-        """``value`` as the field holds it, or :class:`InvalidSettings`.
-
-        An int given for a float field becomes a float.
-        """
-        if value is None:
-            if self.optional:
-                return None
-            raise InvalidSettings(self.name, "must be set (it cannot be null)")
-        if self.choices is not None:
-            if value not in self.choices or not isinstance(value, str | int | bool):
-                raise InvalidSettings(self.name, f"must be one of {', '.join(map(repr, self.choices))}; got "
-                                                 f"{_shown(value)}")
-            return value
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise InvalidSettings(self.name, f"must be true or false, got {_shown(value)}")
-            return value
-        if self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidSettings(self.name, f"must be an integer, got {_shown(value)}")
-            self._check_bounds(value)
-            return value
-        if self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidSettings(self.name, f"must be a number, got {_shown(value)}")
-            try:
-                number = float(value)
-            except OverflowError:
-                raise InvalidSettings(self.name, f"must be a finite number, got {_shown(value)}") from None
-            if not math.isfinite(number):
-                raise InvalidSettings(self.name, f"must be a finite number, got {number}")
-            self._check_bounds(number)
-            return value if type(value) is float else number
-        if self.kind is str:
-            if not isinstance(value, str):
-                raise InvalidSettings(self.name, f"must be text, got {_shown(value)}")
-            if not value.strip():
-                raise InvalidSettings(self.name, "must not be empty (leave it unset instead)")
-            if bad := _CONTROL.search(value) or _SURROGATE.search(value):
-                raise InvalidSettings(self.name, f"contains a control character (U+{ord(bad.group()):04X})")
-            if self.pattern is not None and not re.match(self.pattern, value):
-                raise InvalidSettings(self.name, f"must be an http(s) URL with a host, got {value[:80]!r}"
-                                      if self.pattern == URL_PATTERN else f"must match {self.pattern}")
-            return value
-        raise InvalidSettings(self.name, f"has a type this check does not know ({self.kind.__name__})")
-
-    def _check_bounds(self, number: float) -> None:
-        for key, limit in self.bounds:
-            symbol, test = _BOUNDS[key]
-            try:
-                ok = test(float(number), float(limit))
-            except OverflowError:  # an int too large for a float is above every limit
-                ok = key in {"ge", "gt"}
-            if not ok:
-                raise InvalidSettings(self.name, f"must be {symbol} {limit:g}, got {number:g}")
-
-
-def _rule(f: dataclasses.Field[Any], annotation: Any) -> FieldRule:
-    optional = False
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(annotation))
-        if len(args) != 1:
-            raise TypeError(f"Context field {f.name}: one type (optionally | None) is supported, got {annotation}")
-        annotation = args[0]
-    choices = None
-    kind = annotation
-    if typing.get_origin(annotation) is Literal:
-        choices = typing.get_args(annotation)
-        kind = type(choices[0])
-    if kind not in (int, float, str, bool):
-        raise TypeError(f"Context field {f.name}: type {annotation} has no check")
-    bounds = tuple((key, f.metadata[key]) for key in _BOUNDS if key in f.metadata)
-    return FieldRule(f.name, kind, optional, choices, bounds, f.metadata.get("pattern"))
-
-
-_RULES: dict[type, dict[str, FieldRule]] = {}
-
-
-def field_rules(cls: type) -> dict[str, FieldRule]:
-    """Each field of the dataclass ``cls`` (Context or a subclass) → its rule, from annotations and metadata."""
-    rules = _RULES.get(cls)
-    if rules is None:
-        hints = typing.get_type_hints(cls)
-        rules = _RULES[cls] = {f.name: _rule(f, hints[f.name]) for f in dataclasses.fields(cls)}
-    return rules
-
-
-def check_setting(name: str, value: Any, cls: type = Context) -> Any:
-    """One setting checked and normalised as field ``name`` of ``cls``.
-
-    :class:`InvalidSettings` when the field is unknown or the value unusable.
-    """
-    rules = field_rules(cls)
-    rule = rules.get(name) if isinstance(name, str) else None
-    if rule is None:
-        near = difflib.get_close_matches(str(name), list(rules), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else f"; known settings: {', '.join(rules)}"
-        label = name if isinstance(name, str) and name.isidentifier() else repr(name)
-        raise InvalidSettings(label[:80], f"unknown setting{hint}")
-    return rule.check(value)
-
-
-def validate_settings(data: Mapping[str, Any], cls: type = Context) -> dict[str, Any]:
-    """``data`` checked field by field (unknown fields refused) and normalised.
-
-    For settings that override others: CLI flags, a resume's overrides, an HTTP run's ``context``.
-    :class:`InvalidSettings` on the first problem.
-    """
-    if not isinstance(data, Mapping):
-        raise InvalidSettings("context", f"must be an object of settings, got {_shown(data)}")
-    return {name: check_setting(name, value, cls) for name, value in data.items()}
-
-
-def validate_context(data: Mapping[str, Any], cls: type[Context] = Context) -> Context:
-    """A ``cls`` from outside data (see :meth:`Context.from_mapping`)."""
-    return cls.from_mapping(data)

@@ -22,7 +22,7 @@ from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.errors import BadRequestError, NotFoundError
 
-from scale_graph.context import MAX_PROBLEM_CHARS
+from scale_graph.problem import MAX_PROBLEM_CHARS
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
 from tests.integration.conftest import (
     FAST_RECOVERY,

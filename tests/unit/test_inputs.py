@@ -8,7 +8,7 @@ import pytest
 
 from scale_graph import solve
 from scale_graph.cli import main
-from scale_graph.context import MAX_PROBLEM_CHARS, InvalidProblem, check_problem
+from scale_graph.problem import MAX_PROBLEM_CHARS, InvalidProblem, check_problem
 from tests.conftest import fake_context, make_script
 
 

@@ -14,21 +14,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from scale_graph.cli.runner import terminal_text
-from scale_graph.context import (
-    MAX_PROBLEM_CHARS,
-    Context,
-    FieldRule,
-    InvalidProblem,
-    InvalidSettings,
-    check_problem,
-    field_rules,
-    validate_context,
-)
+from scale_graph.context import Context
 from scale_graph.grading import extract_boxed
 from scale_graph.models.structured import extract_json
 from scale_graph.nodes.assess import parse_difficulty
 from scale_graph.nodes.decompose import parse_decomposition
+from scale_graph.problem import MAX_PROBLEM_CHARS, InvalidProblem, check_problem
 from scale_graph.server.guard import non_finite_at, parse_json, run_input_problem, settings_problem, unstorable_at
+from scale_graph.settings import FieldRule, InvalidSettings, field_rules
 
 settings.register_profile("scale", database=None, deadline=None, max_examples=150,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -178,10 +171,10 @@ valid_settings = st.fixed_dictionaries({}, optional={name: valid_values(rule) fo
 
 @given(valid_settings)
 def test_every_setting_the_rules_allow_makes_a_context_that_round_trips(data) -> None:
-    ctx = validate_context(data)
+    ctx = Context.from_mapping(data)
     stored = {k: v for k, v in dataclasses.asdict(ctx).items() if k != "api_key"}
     json.dumps(stored, allow_nan=False)  # storable as JSONB
-    assert validate_context({**stored, "api_key": ctx.api_key}) == ctx
+    assert Context.from_mapping({**stored, "api_key": ctx.api_key}) == ctx
     for name, value in data.items():
         assert getattr(ctx, name) == value
 
@@ -189,7 +182,7 @@ def test_every_setting_the_rules_allow_makes_a_context_that_round_trips(data) ->
 @given(st.dictionaries(st.sampled_from([*RULES, "bogus", "candidate", ""]), json_values, max_size=6))
 def test_any_settings_give_a_storable_context_or_invalid_settings(data) -> None:
     try:
-        ctx = validate_context(data)
+        ctx = Context.from_mapping(data)
     except InvalidSettings as exc:
         assert exc.field and exc.reason and str(exc).startswith(exc.field[:20])
         return
@@ -225,7 +218,7 @@ def test_settings_the_guard_accepts_make_a_context(context) -> None:
     except ValueError:
         return
     if non_finite_at(parsed) is None and settings_problem(parsed, RULES, {}) is None:
-        validate_context(parsed["context"])
+        Context.from_mapping(parsed["context"])
 
 
 # --- text shown on a terminal ------------------------------------------------------------------------------------

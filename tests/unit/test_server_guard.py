@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from scale_graph.context import MAX_PROBLEM_CHARS
+from scale_graph.problem import MAX_PROBLEM_CHARS
 from scale_graph.server.guard import GATE_HEADER, Gate, Guard, server_owned_fields
 
 LIMIT = 1000

@@ -11,15 +11,8 @@ import pytest
 
 from scale_graph import solve
 from scale_graph.cli import main
-from scale_graph.context import (
-    MAX_SUBPROBLEMS_LIMIT,
-    Context,
-    InvalidSettings,
-    check_setting,
-    field_rules,
-    validate_context,
-    validate_settings,
-)
+from scale_graph.context import MAX_SUBPROBLEMS_LIMIT, Context
+from scale_graph.settings import InvalidSettings, check_setting, field_rules, validate_settings
 from tests.conftest import fake_context, make_script
 
 # (settings, field named, words of the reason) — every case the adversarial pass found, and their neighbours
@@ -59,7 +52,7 @@ BAD = [
 @pytest.mark.parametrize(("settings", "name", "says"), BAD, ids=[f"{n}={s[n]!r}"[:40] for s, n, _ in BAD])
 def test_bad_settings_are_refused_naming_the_field_and_the_reason(settings, name, says) -> None:
     with pytest.raises(InvalidSettings) as caught:
-        validate_context(settings)
+        Context.from_mapping(settings)
     assert caught.value.field == name and says in caught.value.reason, str(caught.value)
     assert str(caught.value).startswith(f"{name}: ")
     if name in {f.name for f in fields(Context)}:  # made directly, a Context checks itself too
@@ -75,7 +68,7 @@ def test_bad_settings_are_refused_naming_the_field_and_the_reason(settings, name
     {"base_url": "https://host.example"},
 ])
 def test_good_settings_pass(settings) -> None:
-    ctx = validate_context(settings)
+    ctx = Context.from_mapping(settings)
     for name, value in settings.items():
         assert getattr(ctx, name) == value
 
@@ -84,13 +77,13 @@ def test_whole_numbers_become_floats_and_the_result_is_plain_json() -> None:
     ctx = Context.from_mapping({"threshold": 1, "request_timeout": 30, "max_seconds_per_problem": 5})
     assert type(ctx.threshold) is float and type(ctx.request_timeout) is float
     assert type(ctx.max_seconds_per_problem) is float
-    assert validate_settings({"threshold": 0}) == {"threshold": 0.0}
+    assert validate_settings({"threshold": 0}, Context) == {"threshold": 0.0}
     json.dumps(vars(ctx), allow_nan=False)  # nothing PostgreSQL's JSONB would refuse
 
 
 def test_not_a_mapping_is_refused() -> None:
     with pytest.raises(InvalidSettings, match="context: must be an object"):
-        validate_settings(["threshold", 0.2])  # type: ignore[arg-type]
+        validate_settings(["threshold", 0.2], Context)  # type: ignore[arg-type]
 
 
 def test_every_field_has_a_rule_and_its_range_shows_in_the_schema() -> None:
@@ -115,7 +108,7 @@ def test_a_subclass_that_adds_fields_is_checked_the_same_way() -> None:
     with pytest.raises(InvalidSettings, match="votes: must be an integer"):
         Baseline(votes="5")  # type: ignore[arg-type]
     with pytest.raises(InvalidSettings, match="candidates"):
-        validate_context({"candidates": 0}, Baseline)
+        Baseline.from_mapping({"candidates": 0})
     with pytest.raises(InvalidSettings, match="unknown setting"):
         Context.from_mapping({"votes": 5})  # the base class does not know the subclass's field
     assert check_setting("votes", 4, Baseline) == 4

@@ -8,7 +8,7 @@ import pytest
 
 from scale_graph import api, models, threads
 from scale_graph.checkpoint import default_target, latest_thread_ids, open_checkpointer
-from scale_graph.context import InvalidProblem
+from scale_graph.problem import InvalidProblem
 from scale_graph.testing import Reply, earlier_solutions, stage_of
 from tests.conftest import SUBPROBLEMS, fake_context, make_script
 

@@ -10,6 +10,7 @@ a plain ``Context`` given to a baseline runs with these fields' defaults.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from langgraph.runtime import Runtime
 
@@ -42,6 +43,6 @@ def knobs(runtime: Runtime[BaselineContext] | None) -> BaselineContext:
     ctx = runtime.context if runtime is not None else None
     if isinstance(ctx, BaselineContext):
         return ctx
-    data = asdict(ctx) if isinstance(ctx, Context) else dict(ctx or {})
+    data: dict[str, Any] = asdict(ctx) if isinstance(ctx, Context) else dict(ctx or {})
     names = {f.name for f in fields(BaselineContext)}
     return BaselineContext(**{k: v for k, v in data.items() if k in names})

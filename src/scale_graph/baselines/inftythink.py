@@ -18,10 +18,10 @@ from scale_graph import prompts
 from scale_graph.baselines.context import BaselineContext, knobs
 from scale_graph.baselines.sampling import reply_record
 from scale_graph.baselines.state import InftyThinkState, Round, Summary
-from scale_graph.context import check_problem
 from scale_graph.models import acall_model, messages_for
 from scale_graph.nodes._runtime import aprofiles_of, emit
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
+from scale_graph.problem import check_problem
 
 
 def round_prompt(problem: str, summary: str | None, round_index: int, rounds: int) -> str:

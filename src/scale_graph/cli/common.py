@@ -10,15 +10,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
-from scale_graph.context import (
-    MAX_PROBLEM_CHARS,
-    PROFILES,
-    Context,
-    InvalidSettings,
-    check_setting,
-    profile_overrides,
-    validate_settings,
-)
+from scale_graph.context import PROFILES, Context, profile_overrides
+from scale_graph.problem import MAX_PROBLEM_CHARS
+from scale_graph.settings import InvalidSettings, check_setting, validate_settings
 
 # Context fields settable from the command line: flag → (field, type, help)
 _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -64,7 +58,7 @@ def setting_type(dest: str, typ: Callable[[str], Any]) -> Callable[[str], Any]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid {getattr(typ, '__name__', 'value')} value: {text!r}") from None
         try:
-            return check_setting(dest, value)
+            return check_setting(dest, value, Context)
         except InvalidSettings as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 

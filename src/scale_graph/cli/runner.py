@@ -22,9 +22,9 @@ from rich.text import Text
 from scale_graph import threads
 from scale_graph.api import SolveResult
 from scale_graph.checkpoint import CheckpointerError
-from scale_graph.context import InvalidSettings
 from scale_graph.local import LocalModelError
 from scale_graph.models import EndpointError
+from scale_graph.settings import InvalidSettings
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """What a terminal may act on instead of showing: C0 controls but tab and newline (ESC starts every escape

@@ -9,7 +9,9 @@ from rich.console import Console
 from scale_graph import threads
 from scale_graph.cli.common import InputError, add_run_options, context_from_args, read_problem
 from scale_graph.cli.runner import execute, fail
-from scale_graph.context import Context, InvalidProblem, InvalidSettings, check_problem
+from scale_graph.context import Context
+from scale_graph.problem import InvalidProblem, check_problem
+from scale_graph.settings import InvalidSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

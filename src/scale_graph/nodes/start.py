@@ -9,8 +9,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from scale_graph.context import Context, InvalidProblem, check_problem
+from scale_graph.context import Context
 from scale_graph.nodes import _runtime
+from scale_graph.problem import InvalidProblem, check_problem
 from scale_graph.state import State
 
 

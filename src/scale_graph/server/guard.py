@@ -39,8 +39,10 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from scale_graph.context import Context, FieldRule, InvalidProblem, InvalidSettings, check_problem, field_rules
+from scale_graph.context import Context
+from scale_graph.problem import InvalidProblem, check_problem
 from scale_graph.server.tenancy import RunLimit
+from scale_graph.settings import FieldRule, InvalidSettings, field_rules
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
