@@ -3,14 +3,15 @@ r"""Answer extraction and grading with math-verify, each check in a worker proce
 Two questions are asked of a model's final text:
 
 - :func:`grade`: is it right? The gold answer is parsed first and compared with ``verify(gold, prediction)``
-  (the order math-verify expects). The prediction is the last ``\boxed{}`` (:func:`extract_boxed`; in a nested
-  box the inner one), parsed by math-verify's own LaTeX extraction; with no box, math-verify looks for the
+  (the order math-verify expects). The prediction is the last ``\boxed{}``
+  (:func:`~scale_graph.answers.extract_boxed`; in a nested box the inner one), parsed by math-verify's own LaTeX
+  extraction; with no box, math-verify looks for the
   answer in the whole text. Units, ``^\circ``, thousands separators, leading zeros and equations such as
   ``x = 3`` are left to math-verify's LaTeX normalisation, so ``\frac{7}{2}`` is 7/2 (not 2) and
   ``1625\text{ cm}^2`` is 1625. The data set's *answer kind* decides the details: ``integer`` (AIME, AMC,
   GSM8K) parses with math-verify's LaTeX extraction (boxed first) plus its plain-expression extraction, after a
-  small rewrite of the box for what math-verify reads wrongly (:func:`_integer_box`: ``1\,000``, ``90°``, a
-  final period); ``latex`` (MATH500) parses the box with the LaTeX extraction alone.
+  small rewrite of the box for what math-verify reads wrongly (:func:`~scale_graph.answers.integer_box`:
+  ``1\,000``, ``90°``, a final period); ``latex`` (MATH500) parses the box with the LaTeX extraction alone.
 - :func:`equivalent`: are two answers the same mathematical object? (majority voting groups answers by this.)
 
 Model output is never evaluated here: it is only handed to math-verify, and math-verify only ever runs in a
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal, TypedDict
 
+from scale_graph.answers import extract_boxed, integer_box
+
 AnswerKind = Literal["integer", "latex"]
 """How a data set's answers are graded: integers (``integer``) or any LaTeX expression (``latex``)."""
 
@@ -49,22 +52,6 @@ STARTUP_TIMEOUT = 120.0
 
 This is not counted toward a check's :data:`DEFAULT_TIMEOUT`."""
 
-_BOX_TOKENS = re.compile(r"(?P<box>\\(?:boxed|fbox)\s*\{)|(?P<escape>\\.)|(?P<open>\{)|(?P<close>\})", re.DOTALL)
-r"""What :func:`extract_boxed` reads: a box opening, an escaped character (``\{``, ``\}``, ``\\``), a brace."""
-
-# What math-verify (0.9) reads wrongly in a boxed integer answer, rewritten before it parses the box. All three
-# come up in model output and a fair grader must accept them; everything else is left to math-verify.
-_GROUPED = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\s|\\[,;: ]|~)+\d{3})+(?!\d)")
-r"""Digits in groups of three split by spacing: ``1\,000`` is LaTeX's thousands separator and ``1 000`` prints as
-1000 in math mode, but math-verify reads both as the product 1·000 = 0 (so 1000 would be wrong and 0 right)."""
-_GROUP_SPACE = re.compile(r"\s|\\[,;: ]|~")
-_DEGREES = re.compile(r"\^\s*\{\s*(?:°|\\degree(?![A-Za-z]))\s*\}|\^?\s*(?:°|\\degree(?![A-Za-z]))")
-r"""``90°`` and ``90\degree``: math-verify reads ``90^\circ`` as 90 but cannot parse these; the sign is dropped,
-as math-verify drops ``^\circ``."""
-_FINAL_PERIOD = re.compile(r"(?<![.\\])\.\s*$")
-r"""A sentence's full stop that ended up inside the box (``\boxed{12.}``): math-verify cannot parse it."""
-
-
 class Verdict(TypedDict):
     """The grade of one answer, stored with the attempt."""
 
@@ -76,40 +63,6 @@ class Verdict(TypedDict):
     """How grading went; anything but ``ok`` counts as wrong."""
     seconds: float
     """Wall time of the check."""
-
-
-def extract_boxed(text: str | None) -> str | None:
-    r"""The contents of the last ``\boxed{...}`` (or ``\fbox{...}``) in ``text``, braces balanced; else None.
-
-    "Last" is by where the box opens, so in a nested box the inner one counts: ``\boxed{\boxed{3}}`` gives
-    ``3``. A box that is never closed is skipped. ``\{`` and ``\}`` are literal braces and ``\\`` is an escaped
-    backslash (so ``\boxed{\\}`` gives ``\\``). One pass over the text, whatever the number of boxes.
-    """
-    if not text:
-        return None
-    opened: list[int | None] = []  # per unclosed brace: where its box's contents start, or None if no box
-    last: tuple[int, int] | None = None  # (start, end) of the latest-opening closed box
-    for token in _BOX_TOKENS.finditer(text):
-        kind = token.lastgroup
-        if kind == "box":
-            opened.append(token.end())
-        elif kind == "open":
-            opened.append(None)
-        elif kind == "close" and opened:
-            start = opened.pop()
-            if start is not None and (last is None or start > last[0]):
-                last = (start, token.start())
-    return text[last[0] : last[1]].strip() if last is not None else None
-
-
-def _integer_box(boxed: str) -> str:
-    r"""The boxed answer with what math-verify misreads rewritten (for integer answers; see the patterns).
-
-    Only these: everything else (units, ``^\circ``, ``1{,}000``, ``033``, ``x = 3``) math-verify reads right.
-    """
-    boxed = _GROUPED.sub(lambda m: _GROUP_SPACE.sub("", m.group()), boxed)
-    boxed = _DEGREES.sub("", boxed)
-    return _FINAL_PERIOD.sub("", boxed)
 
 
 # --- what runs inside a worker process ------------------------------------------------------------------
@@ -128,7 +81,7 @@ def _prediction(response: str, kind: AnswerKind) -> list[Any]:
     boxed = extract_boxed(response)
     if kind == "integer":  # math-verify's recommended set: LaTeX (boxed first), then plain expressions
         config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-        text = f"\\boxed{{{_integer_box(boxed)}}}" if boxed is not None else response
+        text = f"\\boxed{{{integer_box(boxed)}}}" if boxed is not None else response
         return list(parse(text, config, parsing_timeout=None))
     if boxed is not None:
         return list(parse(f"\\boxed{{{boxed}}}", [LatexExtractionConfig(boxed_match_priority=0)], parsing_timeout=None))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scale_graph.nodes.finalize import extract_boxed
+from scale_graph.answers import extract_boxed
 
 
 @pytest.mark.parametrize(

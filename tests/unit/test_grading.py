@@ -9,11 +9,11 @@ import time
 
 import pytest
 
+from scale_graph.answers import extract_boxed
 from scale_graph.grading import (
     AnswerGroup,
     GradingPool,
     equivalent,
-    extract_boxed,
     grade,
     group_answers,
     majority,

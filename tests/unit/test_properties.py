@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from scale_graph.answers import extract_boxed
 from scale_graph.cli.runner import terminal_text
 from scale_graph.context import Context
-from scale_graph.grading import extract_boxed
 from scale_graph.models.structured import extract_json
 from scale_graph.nodes.assess import parse_difficulty
 from scale_graph.nodes.decompose import parse_decomposition

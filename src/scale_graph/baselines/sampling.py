@@ -14,9 +14,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from scale_graph import prompts
+from scale_graph.answers import extract_boxed
 from scale_graph.baselines.context import BaselineContext, knobs
 from scale_graph.baselines.state import Sample, SampleTask, SamplingState, Vote
-from scale_graph.grading import extract_boxed, group_answers, majority
+from scale_graph.grading import group_answers, majority
 from scale_graph.models import ModelReply, acall_model, messages_for
 from scale_graph.nodes._runtime import aprofiles_of, emit
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER

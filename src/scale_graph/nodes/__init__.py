@@ -1,16 +1,15 @@
 """One module per SCALE stage. Each node is a small function of (state, runtime) → state update.
 
-The nodes that call the model (decompose, select, assess, solve_fast, solve_deep; the baselines' sample, think and
-summarize) are ``async def`` and await :func:`~scale_graph.models.acall_model` or
-:func:`~scale_graph.models.acall_json`. The graphs add them through :func:`scale_graph.graph.async_nodes.async_node`,
-which also runs them under the sync API.
+The nodes that call the model (decompose, select, assess, solve_fast, solve_deep) are ``async def`` and await
+:func:`~scale_graph.models.acall_model` or :func:`~scale_graph.models.acall_json`. The graphs add them through
+:func:`scale_graph.graph.async_nodes.async_node`, which also runs them under the sync API.
 
 Nodes know the state, the prompts and the models; never the CLI, the server or the evaluation harness.
 """
 
 from scale_graph.nodes.assess import assess, plan_assessments
 from scale_graph.nodes.decompose import decompose, plan_decompositions
-from scale_graph.nodes.finalize import extract_boxed, finalize
+from scale_graph.nodes.finalize import finalize
 from scale_graph.nodes.route import next_step, route, select_mode
 from scale_graph.nodes.select import select
 from scale_graph.nodes.solve import solve_deep, solve_fast, solve_messages
@@ -19,7 +18,6 @@ from scale_graph.nodes.start import start
 __all__ = [
     "assess",
     "decompose",
-    "extract_boxed",
     "finalize",
     "next_step",
     "plan_assessments",

@@ -6,8 +6,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from scale_graph.answers import extract_boxed
 from scale_graph.context import Context
-from scale_graph.grading import extract_boxed
 from scale_graph.nodes._runtime import emit
 from scale_graph.state import State
 
