@@ -14,7 +14,7 @@ from scale_graph.api import run_config
 from scale_graph.baselines.graphs import cot as cot_graph
 from scale_graph.context import Context
 from scale_graph.graph.scale import graph as scale_graph
-from scale_graph.models.client import aclose_chat_models
+from scale_graph.models.chat import aclose_chat_models
 from scale_graph.testing import FakeOpenAIServer, FakeVLLMServer, Reply, scale_script, stage_of
 
 SRC = Path(__file__).resolve().parents[2] / "src"
