@@ -8,6 +8,7 @@ earliest sample came first. With one sample (``cot``) its answer is taken as is,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -52,7 +53,8 @@ async def sample(task: SampleTask | InputState, runtime: Runtime[BaselineContext
     Takes a ``Send`` payload (``majority``) or the graph input itself (``cot``: sample 0).
     """
     profile = (await aprofiles_of(runtime)).system2
-    index = int(task.get("index", 0))  # type: ignore[arg-type]
+    payload: Mapping[str, Any] = task  # a SampleTask has an index; the graph input (cot) has none: sample 0
+    index = int(payload.get("index", 0))
     problem = check_problem(task.get("problem"))
     reply = await acall_model(
         profile,

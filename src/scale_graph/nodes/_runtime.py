@@ -19,7 +19,7 @@ def now() -> float:
     return time.time()
 
 
-def context_of(runtime: Runtime[Context] | None) -> Context:
+def context_of[C: Context](runtime: Runtime[C] | None) -> Context:
     """The run's Context (defaults when the caller passed none)."""
     ctx = runtime.context if runtime is not None else None
     if ctx is None:
@@ -29,12 +29,12 @@ def context_of(runtime: Runtime[Context] | None) -> Context:
     return ctx
 
 
-def profiles_of(runtime: Runtime[Context] | None) -> Profiles:
+def profiles_of[C: Context](runtime: Runtime[C] | None) -> Profiles:
     """The System 1 / System 2 / control profiles for this run."""
     return resolve_profiles(resolve_endpoint(context_of(runtime)))
 
 
-async def aprofiles_of(runtime: Runtime[Context] | None) -> Profiles:
+async def aprofiles_of[C: Context](runtime: Runtime[C] | None) -> Profiles:
     """:func:`profiles_of` off the event loop, for ``async def`` nodes.
 
     The first call for an endpoint may ask it for ``/models``, or start the embedded model: blocking calls that
@@ -43,13 +43,13 @@ async def aprofiles_of(runtime: Runtime[Context] | None) -> Profiles:
     return await asyncio.to_thread(profiles_of, runtime)
 
 
-def emit(runtime: Runtime[Context] | None, event: str, **data: Any) -> None:
+def emit[C: Context](runtime: Runtime[C] | None, event: str, **data: Any) -> None:
     """Send a custom stream event (``stream_mode="custom"``) named ``event``."""
     if runtime is not None:
         runtime.stream_writer({"event": event, **data})
 
 
-def trace(runtime: Runtime[Context] | None, stage: str, problem_id: str | None, *, mode: str | None = None,
+def trace[C: Context](runtime: Runtime[C] | None, stage: str, problem_id: str | None, *, mode: str | None = None,
           **extra: Any) -> dict[str, Any]:
     """Run name, tags and metadata of one model call, so traces filter by stage, mode, τ, preset and problem.
 
