@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from langgraph.graph.state import CompiledStateGraph
-
 from scale_graph import threads
-from scale_graph.api import SolveResult
+from scale_graph.api import CompiledGraph, SolveResult
 from scale_graph.cli.common import add_run_options, add_thread_arguments, context_overrides
 from scale_graph.cli.runner import execute
 
@@ -43,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.set_difficulty and not context_overrides(args):
         args.parser.error("nothing to change: give --set-difficulty N=D and/or a setting such as --threshold")
 
-    def fork(graph: CompiledStateGraph, options: threads.RunOptions) -> SolveResult:
+    def fork(graph: CompiledGraph, options: threads.RunOptions) -> SolveResult:
         checkpoint = threads.find_checkpoint(graph, args.thread, args.checkpoint)
         return threads.fork(graph, args.thread, checkpoint, difficulties=dict(args.set_difficulty),
                             overrides=context_overrides(args), **options)

@@ -6,10 +6,10 @@ import argparse
 import json
 from dataclasses import asdict
 
-from langgraph.graph.state import CompiledStateGraph
 from rich.console import Console
 
 from scale_graph import threads
+from scale_graph.api import CompiledGraph
 from scale_graph.cli.common import add_store_option, add_thread_arguments
 from scale_graph.cli.runner import with_store
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     return with_store(args, lambda graph: show_history(graph, args.thread, as_json=args.json))
 
 
-def show_history(graph: CompiledStateGraph, thread_id: str, *, as_json: bool) -> int:
+def show_history(graph: CompiledGraph, thread_id: str, *, as_json: bool) -> int:
     """Print the checkpoints."""
     checkpoints = threads.history(graph, thread_id)
     if as_json:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from langgraph.graph.state import CompiledStateGraph
-
 from scale_graph import threads
-from scale_graph.api import SolveResult
+from scale_graph.api import CompiledGraph, SolveResult
 from scale_graph.cli.common import add_run_options, add_thread_arguments, context_overrides
 from scale_graph.cli.runner import execute
 
@@ -27,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``scale replay``."""
 
-    def replay(graph: CompiledStateGraph, options: threads.RunOptions) -> SolveResult:
+    def replay(graph: CompiledGraph, options: threads.RunOptions) -> SolveResult:
         checkpoint = threads.find_checkpoint(graph, args.thread, args.checkpoint)
         return threads.replay(graph, args.thread, checkpoint, overrides=context_overrides(args), **options)
 

@@ -6,11 +6,10 @@ import argparse
 import json
 from dataclasses import asdict
 
-from langgraph.graph.state import CompiledStateGraph
 from rich.console import Console
 
 from scale_graph import threads
-from scale_graph.api import SolveResult
+from scale_graph.api import CompiledGraph, SolveResult
 from scale_graph.cli.common import add_store_option, add_thread_arguments
 from scale_graph.cli.runner import render, with_store
 from scale_graph.cli.threads import STATUS_STYLE
@@ -33,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     return with_store(args, lambda graph: show(graph, args.thread, as_json=args.json))
 
 
-def show(graph: CompiledStateGraph, thread_id: str, *, as_json: bool) -> int:
+def show(graph: CompiledGraph, thread_id: str, *, as_json: bool) -> int:
     """Print one thread."""
     summary = threads.info(graph, thread_id)
     values = threads.snapshot(graph, thread_id).values

@@ -6,11 +6,11 @@ import argparse
 import json
 from dataclasses import asdict
 
-from langgraph.graph.state import CompiledStateGraph
 from rich.console import Console
 from rich.table import Table
 
 from scale_graph import threads
+from scale_graph.api import CompiledGraph
 from scale_graph.cli.common import add_store_option
 from scale_graph.cli.runner import with_store
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     return with_store(args, lambda graph: show_list(graph, args))
 
 
-def show_list(graph: CompiledStateGraph, args: argparse.Namespace) -> int:
+def show_list(graph: CompiledGraph, args: argparse.Namespace) -> int:
     """Print the thread list."""
     found = threads.list_threads(graph, limit=args.limit)
     if args.json:

@@ -19,6 +19,8 @@ start, route and finalize are plain functions: they do no I/O worth awaiting.
 
 from __future__ import annotations
 
+from typing import Any
+
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -40,8 +42,11 @@ from scale_graph.nodes import (
 )
 from scale_graph.state import InputState, OutputState, State
 
+ScaleGraph = CompiledStateGraph[State, Context, InputState, OutputState]
+"""The compiled SCALE graph."""
 
-def build_scale_graph() -> StateGraph:
+
+def build_scale_graph() -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled SCALE builder; callers compile it with the checkpointer of their choice."""
     builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("start", start)
@@ -65,9 +70,9 @@ def build_scale_graph() -> StateGraph:
     return builder
 
 
-def compile_scale_graph(**compile_kwargs: object) -> CompiledStateGraph:
+def compile_scale_graph(**compile_kwargs: Any) -> ScaleGraph:
     """The compiled SCALE graph (``compile_kwargs`` go to ``StateGraph.compile``, e.g. ``checkpointer``)."""
-    compiled = build_scale_graph().compile(name="scale", **compile_kwargs)  # type: ignore[arg-type]
+    compiled = build_scale_graph().compile(name="scale", **compile_kwargs)
     return compiled.with_config(recursion_limit=RECURSION_LIMIT, metadata={"method": "scale"})
 
 
