@@ -18,11 +18,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+
+if TYPE_CHECKING:  # the postgres extra is optional: imported where it is used
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg import Connection
+    from psycopg.rows import DictRow
 
 DURABILITY: Literal["sync"] = "sync"
 """Checkpoint durability of every run on a thread: the checkpoint is saved before the next step starts."""
@@ -64,7 +69,7 @@ def redact(url: str) -> str:
 
 
 @contextmanager
-def open_checkpointer(target: str | None = None) -> Iterator[BaseCheckpointSaver]:
+def open_checkpointer(target: str | None = None) -> Iterator[BaseCheckpointSaver[str]]:
     """The checkpointer for ``target`` (default :func:`default_target`), set up and ready; closed on exit."""
     target = target or default_target()
     if is_postgres(target):
@@ -86,7 +91,7 @@ def open_checkpointer(target: str | None = None) -> Iterator[BaseCheckpointSaver
 
 
 @contextmanager
-def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver]:
+def _postgres_saver(url: str) -> Iterator[BaseCheckpointSaver[str]]:
     try:
         import psycopg
         from langgraph.checkpoint.postgres import PostgresSaver
@@ -127,7 +132,7 @@ def ensure_postgres_database(url: str) -> None:
         raise CheckpointerError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}".strip()) from exc
 
 
-def latest_thread_ids(saver: BaseCheckpointSaver, limit: int = 50) -> list[str]:
+def latest_thread_ids(saver: BaseCheckpointSaver[str], limit: int = 50) -> list[str]:
     """Thread ids, most recently written first.
 
     One query on the saver's own connection, no checkpoint loaded; for the SQLite and PostgreSQL savers this
@@ -135,7 +140,8 @@ def latest_thread_ids(saver: BaseCheckpointSaver, limit: int = 50) -> list[str]:
     """
     query = ("SELECT thread_id FROM checkpoints WHERE checkpoint_ns = '' GROUP BY thread_id "
              "ORDER BY max(checkpoint_id) DESC LIMIT {}")
-    conn: Any = saver.conn  # type: ignore[attr-defined]
     if isinstance(saver, SqliteSaver):
-        return [row[0] for row in conn.execute(query.format("?"), (limit,)).fetchall()]
+        return [row[0] for row in saver.conn.execute(query.format("?"), (limit,)).fetchall()]
+    # Otherwise the PostgreSQL saver of _postgres_saver, on one connection (not a pool) with dict rows.
+    conn = cast("Connection[DictRow]", cast("PostgresSaver", saver).conn)
     return [row["thread_id"] for row in conn.execute(query.format("%s"), (limit,)).fetchall()]
