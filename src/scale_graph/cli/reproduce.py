@@ -8,6 +8,7 @@ settings profile, one resumable results file per cell in ``--out`` (as ``scale e
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,7 +100,7 @@ def run_grid(cells: Sequence[Cell], console: Console, pool: GradingPool, *, quie
         if not pending:
             continue
         start = time.monotonic()
-        outcome = interruptible(lambda j=job: run_with_progress(j, console, pool, quiet=quiet), console)
+        outcome = interruptible(functools.partial(run_with_progress, job, console, pool, quiet=quiet), console)
         code = max(code, report_outcome(outcome, job, console))
         console.print(f"[{i}/{len(cells)}] {cell.dataset} × {cell.method} took {time.monotonic() - start:.0f} s",
                       highlight=False)

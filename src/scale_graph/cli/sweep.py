@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                     limit=args.limit,
                     concurrency=args.concurrency,
                 )
-                outcome = interruptible(lambda j=job: run_with_progress(j, console, pool, quiet=args.quiet),
+                outcome = interruptible(functools.partial(run_with_progress, job, console, pool, quiet=args.quiet),
                                         console)
                 code = max(code, report_outcome(outcome, job, console))
                 if outcome.stopped:

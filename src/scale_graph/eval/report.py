@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scale_graph.eval.files import atomic_path, write_text_atomic
 from scale_graph.eval.metrics import RunMetrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCALE_FAMILY = ("scale", "all-fast", "all-deep")
 
@@ -102,21 +105,20 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
-def pyplot():  # type: ignore[no-untyped-def]
-    """The pyplot module on matplotlib's non-interactive Agg backend (imported on first use)."""
+def use_agg() -> None:
+    """Put matplotlib on its non-interactive Agg backend; call it before importing pyplot (done on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     """Acc against Tok: a panel per data set, one point per run, each named in the legend."""
     if not metrics:
         return None
-    plt = pyplot()
+    use_agg()
+    import matplotlib.pyplot as plt
+
     datasets = sorted({m.dataset for m in metrics})
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
@@ -132,7 +134,7 @@ def plot_accuracy_vs_tokens(metrics: Sequence[RunMetrics], path: Path) -> Path |
         ax.grid(alpha=0.3)
         ax.margins(x=0.15)
         ax.legend(fontsize=8, loc="upper left")
-    return save_figure(fig, plt, path)
+    return save_figure(fig, path)
 
 
 def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
@@ -147,9 +149,11 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     )
     if not series:
         return None
-    plt = pyplot()
+    use_agg()
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    panels = [
+    panels: list[tuple[str, Callable[[RunMetrics], float]]] = [
         ("accuracy (pass@1, %)", lambda m: 100 * m.acc),
         ("completion tokens per attempt", lambda m: m.tok),
         ("System 2 share (Hard%)", lambda m: 100 * m.hard),
@@ -162,7 +166,7 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("SCALE τ sweep")
-    return save_figure(fig, plt, path)
+    return save_figure(fig, path)
 
 
 def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
@@ -177,13 +181,13 @@ def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     series = {name: pts for name, pts in series.items() if len(pts) > 1}
     if not series:
         return None
-    plt = pyplot()
+    use_agg()
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, (ylabel, value) in zip(
-        axes,
-        [("accuracy (pass@1, %)", lambda m: 100 * m.acc), ("completion tokens per attempt", lambda m: m.tok)],
-        strict=True,
-    ):
+    panels: list[tuple[str, Callable[[RunMetrics], float]]] = [
+        ("accuracy (pass@1, %)", lambda m: 100 * m.acc), ("completion tokens per attempt", lambda m: m.tok)]
+    for ax, (ylabel, value) in zip(axes, panels, strict=True):
         for name, points in series.items():
             ax.plot([x for x, _ in points], [value(m) for _, m in points], marker="o", label=name)
         ax.set(xlabel="System 2 budget (max completion tokens)", ylabel=ylabel, xscale="log")
@@ -193,7 +197,7 @@ def plot_budget_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("System 2 budget sweep (System 1 budget fixed)")
-    return save_figure(fig, plt, path)
+    return save_figure(fig, path)
 
 
 def _tau_limits(series: dict[str, list[tuple[float, RunMetrics]]]) -> tuple[float, float]:
@@ -219,14 +223,16 @@ def _series(
     return {n: sorted(pts, key=lambda p: p[0]) for n, pts in out.items()}
 
 
-def save_figure(fig: object, plt: object, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Lay out ``fig``, write it to ``path`` (whole or not at all) and close it; returns ``path``."""
-    fig.tight_layout()  # type: ignore[attr-defined]
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120)  # type: ignore[attr-defined]
+            fig.savefig(tmp, dpi=120)
     finally:
-        plt.close(fig)  # type: ignore[attr-defined]
+        plt.close(fig)
     return path
 
 

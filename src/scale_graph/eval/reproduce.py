@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.context import Context
 from scale_graph.eval.datasets import load_dataset
 from scale_graph.eval.metrics import RunMetrics, compute
@@ -139,9 +140,12 @@ def comparison_markdown(cells: Sequence[Cell], *, limit: int | None = None, samp
              "comparable with the paper's numbers" if limit or samples != 8 else
              "every problem, 8 samples each (as the paper)")
     settings = cells[0].run.context if cells else None
+    # The CLI runs every cell on a BaselineContext; a plain Context (grid's API allows one) has no rounds.
+    infty = (f", InftyThink {settings.rounds} rounds × {settings.round_max_tokens}"
+             if isinstance(settings, BaselineContext) else "")
     knobs = (f"k = {settings.candidates}, τ = {settings.threshold:g}, budgets S1/S2/control "
-             f"{settings.system1_max_tokens}/{settings.system2_max_tokens}/{settings.control_max_tokens}, "
-             f"InftyThink {settings.rounds} rounds × {settings.round_max_tokens}") if settings else ""
+             f"{settings.system1_max_tokens}/{settings.system2_max_tokens}/{settings.control_max_tokens}"
+             f"{infty}") if settings else ""
     parts = [
         "# SCALE Table 1: the paper's numbers and ours",
         "",
@@ -176,10 +180,12 @@ def plot_comparison(cells: Sequence[Cell], path: Path, *, table: PaperTable | No
     done = [c for c in cells if c.metrics is not None]
     if not done:
         return None
-    from scale_graph.eval.report import pyplot, save_figure
+    from scale_graph.eval.report import save_figure, use_agg
 
     paper, _ = (table or table1()).for_model(served_model(cells))
-    plt = pyplot()
+    use_agg()
+    import matplotlib.pyplot as plt
+
     datasets = list(dict.fromkeys(c.dataset for c in done))
     colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(c.method for c in cells))}
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.6), squeeze=False)
@@ -195,4 +201,4 @@ def plot_comparison(cells: Sequence[Cell], path: Path, *, table: PaperTable | No
                ylabel="accuracy (pass@1, %)", ylim=(-5, 105))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    return save_figure(fig, plt, path)
+    return save_figure(fig, path)

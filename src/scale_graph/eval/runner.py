@@ -26,10 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
 
 from scale_graph import prompts
 from scale_graph.api import run_config
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.context import Context
 from scale_graph.eval.datasets import Dataset, Problem
 from scale_graph.eval.records import final_text, token_summary, units
@@ -59,7 +62,8 @@ class EvalRun:
             raise ValueError("samples, concurrency and limit must be at least 1")
         ctx = self.method.context(self.context)
         if self.method.votes_on_samples:
-            ctx = dataclasses.replace(ctx, samples=self.samples)
+            # The voting method (majority) is a baseline: method.context gave it a BaselineContext.
+            ctx = dataclasses.replace(cast(BaselineContext, ctx), samples=self.samples)
         if ctx.model is None and ctx.base_url:
             ctx = dataclasses.replace(ctx, model=served_model_name(ctx.base_url, ctx.api_key))
         self.context = ctx
@@ -92,12 +96,12 @@ class EvalRun:
         return [(p, i) for p, i in self.attempts() if (p.id, i) not in done]
 
 
-def trace_config(run: EvalRun, problem: Problem, sample: int) -> dict[str, Any]:
+def trace_config(run: EvalRun, problem: Problem, sample: int) -> RunnableConfig:
     """The run config of one attempt: its trace is named after it and carries what identifies it."""
     metadata = {"eval_run": run.run_id, "dataset": run.dataset.name, "method": run.method.name,
                 "problem_id": problem.id, "sample": sample, "gold": problem.answer, "experiment": run.experiment}
-    return run_config(run_name=f"{run.method.name}:{problem.id}#{sample}", metadata=metadata,
-                      tags=["eval", *([run.experiment] if run.experiment else [])])
+    return cast(RunnableConfig, run_config(run_name=f"{run.method.name}:{problem.id}#{sample}", metadata=metadata,
+                                           tags=["eval", *([run.experiment] if run.experiment else [])]))
 
 
 REQUEST_REJECTED = frozenset({400, 413, 422})
@@ -169,7 +173,7 @@ def run_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool |
     output = run.method.graph().invoke(
         {"problem": problem.problem, "problem_id": problem.id}, config=trace_config(run, problem, sample),
         context=run.context,
-    )  # type: ignore[arg-type]
+    )
     wall = time.perf_counter() - start
     unit_records = units(run.method, output)
     verdict = grade(problem.answer, final_text(run.method, output, unit_records), run.dataset.kind, pool=pool)
