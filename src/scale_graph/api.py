@@ -24,7 +24,7 @@ from langgraph.types import Durability, StreamMode
 from scale_graph.context import Context
 from scale_graph.local import embedded_endpoint
 from scale_graph.models import check_endpoint
-from scale_graph.state import STAGES, OutputState, StepResult, Usage
+from scale_graph.state import STAGES, OutputState, RunStatus, StepResult, Usage
 
 EventHandler = Callable[[dict[str, Any]], None]
 """Receives each custom progress event of a run."""
@@ -44,7 +44,7 @@ class SolveResult:
     usage: dict[str, Usage]
     decomposition_fallback: str | None = None
     selection_fallback: str | None = None
-    status: str = "completed"
+    status: RunStatus = "completed"
     """``completed``, or ``budget_exhausted`` when a per-problem budget stopped the run (see ``stop_reason``)."""
     stop_reason: str | None = None
     thread_id: str | None = None
@@ -81,7 +81,7 @@ class SolveResult:
     def to_dict(self) -> dict[str, Any]:
         """The output schema plus totals, as plain JSON-ready data."""
         out: OutputState = {
-            "status": self.status, "stop_reason": self.stop_reason,  # type: ignore[typeddict-item]
+            "status": self.status, "stop_reason": self.stop_reason,
             "preset": self.preset or "",
             "answer": self.answer, "answer_fallback": self.answer_fallback, "subproblems": self.subproblems,
             "decomposition_fallback": self.decomposition_fallback,

@@ -54,7 +54,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from scale_graph import prompts
 
@@ -199,7 +199,7 @@ class FakeOpenAIServer:
     def root_url(self) -> str:
         """``http://127.0.0.1:<port>``, without ``/v1``."""
         assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
+        host, port = cast(tuple[str, int], self._server.server_address[:2])  # AF_INET: (IP string, port)
         return f"http://{host}:{port}"
 
     def stages(self) -> list[str]:
@@ -597,7 +597,8 @@ class FakeVLLMServer(FakeOpenAIServer):
         completion_tokens = reply.completion_tokens
         if completion_tokens is None:
             completion_tokens = reasoning_tokens + content_tokens
-        message = {"role": "assistant", "content": content, reply.reasoning_field: reasoning, "tool_calls": []}
+        message: dict[str, Any] = {"role": "assistant", "content": content, reply.reasoning_field: reasoning,
+                                   "tool_calls": []}
         return {
             "id": f"chatcmpl-{time.time_ns():x}",
             "object": "chat.completion",
@@ -722,12 +723,14 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
         def _result(self, body: dict[str, Any], reply: Reply) -> ChatResult:
             request = httpx.Request("POST", f"{profile.base_url}/chat/completions")
             if reply.drop or reply.drop_mid_response:
-                raise openai.APIConnectionError(request=request)
+                # openai 3 types its errors with httpx2's classes; the fake hands httpx's, whose API they share.
+                raise openai.APIConnectionError(request=request)  # type: ignore[arg-type]
             if reply.malformed:
                 raise ValueError("Unexpected response type from OpenAI-compatible endpoint")
             if reply.status != 200:
-                response = httpx.Response(reply.status, request=request)
-                raise openai.APIStatusError(f"scripted HTTP {reply.status}", response=response, body=None)
+                response = httpx.Response(reply.status, request=request)  # for httpx2's Response, as above
+                raise openai.APIStatusError(f"scripted HTTP {reply.status}", response=response,  # type: ignore[arg-type]
+                                            body=None)
             data = completion(body, reply, profile.model)
             choice, usage = data["choices"][0], data["usage"]
             msg = AIMessage(

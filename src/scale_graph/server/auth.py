@@ -117,7 +117,7 @@ auth = Auth()
 
 
 @auth.authenticate
-async def authenticate(headers: dict) -> MinimalUserDict:  # type: ignore[type-arg]
+async def authenticate(headers: Mapping[str, str] | Mapping[bytes, bytes]) -> MinimalUserDict:
     """Accept a request carrying a configured key; reject every other with 401."""
     identity = identify(headers, configured_keys())
     if identity is None:
