@@ -32,11 +32,10 @@ from _common import Simulator, ThreadSampler, cpu_seconds, machine, mean, union,
 from gpu_sim import GPUParams, problem_key, replay_ideal
 
 from scale_graph import Context, solve
-from scale_graph.context import PROFILES
 from scale_graph.eval.datasets import load_dataset
+from scale_graph.eval.methods import METHODS
 from scale_graph.eval.runner import EvalRun, run_eval
 from scale_graph.grading import GradingPool
-from scale_graph.graph.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = ROOT / "docs/performance/frontier-50/gsm8k_dev__scale__0dd2589b.jsonl"
@@ -108,7 +107,7 @@ def part_a(args: argparse.Namespace) -> None:
     aime = load_dataset("aime25").problems[: args.problems]
     with Simulator("--speed", str(args.speed_a), "--profile", "aime") as sim:
         print("workload 2: the paper's Qwen3-32B lengths on AIME (k = 8, --profile paper: 32K budgets)")
-        ctx = Context(base_url=sim.base_url, **PROFILES["paper"])
+        ctx = Context.from_profile("paper", base_url=sim.base_url)
         ratios["paper AIME lengths"] = within_problem(sim, "paper AIME lengths", [(p.id, p.problem) for p in aime], ctx)
     met = [r for r in ratios.values() if r is not None]
     value = ", ".join(f"{k} {v:.2f}x" if v else f"{k} n/a" for k, v in ratios.items())
@@ -188,7 +187,7 @@ def part_c(args: argparse.Namespace, pool: GradingPool) -> list[Arm]:
     arms: list[Arm] = []
     with Simulator("--speed", str(args.speed), "--profile", "aime") as sim:
         print(f"simulator: {sim.banner}")
-        ctx = Context(base_url=sim.base_url, **PROFILES["paper"])
+        ctx = Context.from_profile("paper", base_url=sim.base_url)
         print("per min = attempts per minute, GPU time simulated, client time real (concurrency / mean duration); "
               "linear = conc x the rate at 1; ideal cl = the same requests with a zero-overhead client; "
               "client = client time / model time; batch = mean sequences per GPU step; pf% = GPU time in steps with "
@@ -207,7 +206,7 @@ def part_knee(args: argparse.Namespace, pool: GradingPool, arms: list[Arm]) -> A
           "profiled")
     params = GPUParams(kv_capacity=0)
     with Simulator("--speed", str(args.speed), "--profile", "aime", "--kv-capacity", "0") as sim:
-        ctx = Context(base_url=sim.base_url, **PROFILES["paper"])
+        ctx = Context.from_profile("paper", base_url=sim.base_url)
         print(HEADER)
         sampler = ThreadSampler()
         arm = eval_arm(sim, ctx, params, c, min(round(args.attempts_per_slot * c), 500), pool, sampler)

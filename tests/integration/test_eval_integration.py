@@ -11,11 +11,11 @@ import pytest
 from scale_graph.api import endpoint
 from scale_graph.context import Context
 from scale_graph.eval.datasets import load_dataset
+from scale_graph.eval.methods import METHODS, get_method
 from scale_graph.eval.metrics import compute
 from scale_graph.eval.results import read_rows
 from scale_graph.eval.runner import EvalRun, run_eval
 from scale_graph.grading import GradingPool
-from scale_graph.graph.methods import METHODS, get_method
 
 pytestmark = pytest.mark.integration
 

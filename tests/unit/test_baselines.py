@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from scale_graph import prompts
-from scale_graph.graph.methods import METHODS, get_method
+from scale_graph.eval.methods import METHODS, get_method
 from scale_graph.testing import Reply, scale_script, user_text
 from tests.conftest import fake_context
 

@@ -15,10 +15,10 @@ import pytest
 from scale_graph import prompts
 from scale_graph.cli import main
 from scale_graph.eval.datasets import load_dataset
+from scale_graph.eval.methods import get_method
 from scale_graph.eval.metrics import compute_all
 from scale_graph.eval.results import read_dirs, read_rows
 from scale_graph.eval.runner import EvalRun, is_attempt_error, run_eval, stops_run
-from scale_graph.graph.methods import get_method
 from scale_graph.models import EndpointError
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
 from tests.conftest import fake_context

@@ -24,10 +24,10 @@ from scale_graph.baselines.context import BaselineContext
 from scale_graph.cli.common import add_context_options, context_from_args
 from scale_graph.context import PROFILES, Context
 from scale_graph.eval.datasets import Dataset, DatasetError, load_dataset
+from scale_graph.eval.methods import METHODS, get_method
 from scale_graph.eval.results import Row, read_rows
 from scale_graph.eval.runner import EvalOutcome, EvalRun, run_eval
 from scale_graph.grading import DEFAULT_TIMEOUT, GradingPool
-from scale_graph.graph.methods import METHODS, get_method
 from scale_graph.local import LocalModelError
 from scale_graph.models import EndpointError
 

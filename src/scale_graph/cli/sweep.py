@@ -26,12 +26,12 @@ from scale_graph.cli.eval import (
     run_with_progress,
     samples_from_args,
 )
+from scale_graph.eval.methods import get_method
 from scale_graph.eval.metrics import compute_all
 from scale_graph.eval.report import write_report
 from scale_graph.eval.results import read_dirs
 from scale_graph.eval.runner import EvalRun
 from scale_graph.grading import GradingPool
-from scale_graph.graph.methods import get_method
 from scale_graph.local import LocalModelError
 from scale_graph.models import EndpointError
 

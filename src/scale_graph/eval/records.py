@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scale_graph.graph.methods import Method
+from scale_graph.eval.methods import Method
 
 Output = dict[str, Any]
 

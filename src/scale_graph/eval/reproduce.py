@@ -20,11 +20,11 @@ from statistics import fmean
 from scale_graph.baselines.context import BaselineContext
 from scale_graph.context import Context
 from scale_graph.eval.datasets import load_dataset
+from scale_graph.eval.methods import get_method
 from scale_graph.eval.metrics import RunMetrics, compute
 from scale_graph.eval.paper import PaperModel, PaperTable, fmt_paper, table1
 from scale_graph.eval.results import attempt_key, read_rows
 from scale_graph.eval.runner import EvalRun
-from scale_graph.graph.methods import get_method
 
 DATASETS = ("aime24", "aime25", "amc23")
 """Table 1's data sets, in its order."""

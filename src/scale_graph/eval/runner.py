@@ -35,10 +35,10 @@ from scale_graph.api import run_config
 from scale_graph.baselines.context import BaselineContext
 from scale_graph.context import Context
 from scale_graph.eval.datasets import Dataset, Problem
+from scale_graph.eval.methods import Method
 from scale_graph.eval.records import final_text, token_summary, units
 from scale_graph.eval.results import ResultsWriter, Row, attempt_key, read_rows
 from scale_graph.grading import GradingPool, grade
-from scale_graph.graph.methods import Method
 from scale_graph.models import EndpointError, served_model_name
 
 

@@ -3,7 +3,7 @@
 ```
 START ─▶ start ─Send×k─▶ decompose ─▶ select ─┬─(upfront: Send×n)─▶ assess ─▶ route
                                              └─(contextual)────────────────────▶ route
-route: stop here if a budget is spent; then next_step (the only reader of τ):
+route: stop here if a budget is spent; then next_step (Eq. 4, the one place τ routes):
   ├─▶ solve_fast   (d ≤ τ, System 1) ─▶ route
   ├─▶ solve_deep   (d > τ, System 2) ─▶ route
   ├─▶ assess       (contextual: score sub-problem i first) ─▶ route

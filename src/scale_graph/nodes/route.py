@@ -1,4 +1,8 @@
-"""Stage 3: mode selection (the paper's Eq. 4) and the solve loop's router. τ is read here and nowhere else."""
+"""Stage 3: mode selection (the paper's Eq. 4) and the solve loop's router.
+
+Eq. 4 is applied here and only here (:func:`select_mode`, called by :func:`next_step`); elsewhere τ is only
+recorded or shown.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ def route(state: State, runtime: Runtime[Context]) -> dict[str, Any] | None:
 
 
 def next_step(state: State, runtime: Runtime[Context]) -> Literal["solve_fast", "solve_deep", "finalize"] | Send:
-    """Where the loop goes next (the only reader of τ).
+    """Where the loop goes next: the one place Eq. 4 routes a sub-problem.
 
     Finalize when every sub-problem is solved; else assess sub-problem i first (contextual policy, not yet
     scored), or solve it in the mode Eq. 4 picks.
