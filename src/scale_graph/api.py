@@ -117,7 +117,7 @@ k = 8 decompositions. Under the async API it only bounds one run's fan-out, neve
 real cap on requests is ``max_concurrent_requests``."""
 
 
-def run_config(*, thread_id: str | None = None, checkpoint_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def run_config(*, thread_id: str | None = None, checkpoint_id: str | None = None, **extra: Any) -> RunnableConfig:
     """The config of one run: its thread and checkpoint, room for fan-outs, and ``extra``.
 
     ``thread_id`` (and ``checkpoint_id``, to start from one) when checkpointing; ``extra``: ``metadata``, ``tags``,
@@ -129,7 +129,8 @@ def run_config(*, thread_id: str | None = None, checkpoint_id: str | None = None
     configurable: dict[str, Any] = {"thread_id": thread_id} if thread_id else {}
     if checkpoint_id:
         configurable.update(checkpoint_id=checkpoint_id, checkpoint_ns="")
-    return {"configurable": configurable, "max_concurrency": MAX_PARALLEL_TASKS, **extra}
+    config: RunnableConfig = {"configurable": configurable, "max_concurrency": MAX_PARALLEL_TASKS}
+    return cast(RunnableConfig, {**config, **extra})  # extra: RunnableConfig keys (metadata, tags, run_name)
 
 
 def _graph(graph: CompiledGraph | None) -> CompiledGraph:
@@ -156,7 +157,7 @@ class _Run:
             self.final = chunk
 
 
-def stream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, config: dict[str, Any],
+def stream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, config: RunnableConfig,
                context: Context, on_event: EventHandler | None = None,
                durability: Durability | None = None) -> dict[str, Any]:
     """Run ``graph`` once and return its last state values; custom progress events go to ``on_event``.
@@ -165,18 +166,18 @@ def stream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, conf
     ``checkpoint_id`` it names).
     """
     run = _Run(on_event)
-    for mode, chunk in graph.stream(graph_input, config=cast(RunnableConfig, config), context=context,
+    for mode, chunk in graph.stream(graph_input, config=config, context=context,
                                     stream_mode=run.MODES, durability=durability):
         run.take(mode, chunk)
     return run.final
 
 
-async def astream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, config: dict[str, Any],
+async def astream_run(graph: CompiledGraph, graph_input: dict[str, Any] | None, *, config: RunnableConfig,
                       context: Context, on_event: EventHandler | None = None,
                       durability: Durability | None = None) -> dict[str, Any]:
     """The async twin of :func:`stream_run`."""
     run = _Run(on_event)
-    async for mode, chunk in graph.astream(graph_input, config=cast(RunnableConfig, config), context=context,
+    async for mode, chunk in graph.astream(graph_input, config=config, context=context,
                                            stream_mode=run.MODES, durability=durability):
         run.take(mode, chunk)
     return run.final

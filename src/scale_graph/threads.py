@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, TypedDict, Unpack
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 
@@ -105,7 +106,7 @@ def new_thread_id() -> str:
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def thread_config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
     """The config addressing a thread (its latest checkpoint, or ``checkpoint_id``)."""
     configurable = {"thread_id": thread_id, **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
     return {"configurable": configurable}
@@ -113,12 +114,12 @@ def thread_config(thread_id: str, checkpoint_id: str | None = None) -> dict[str,
 
 def exists(graph: CompiledGraph, thread_id: str) -> bool:
     """True when the thread has at least one checkpoint."""
-    return graph.get_state(thread_config(thread_id)).created_at is not None  # type: ignore[arg-type]
+    return graph.get_state(thread_config(thread_id)).created_at is not None
 
 
 def snapshot(graph: CompiledGraph, thread_id: str, checkpoint_id: str | None = None) -> StateSnapshot:
     """The thread's state at its latest checkpoint (or ``checkpoint_id``); :class:`ThreadError` if none."""
-    snap = graph.get_state(thread_config(thread_id, checkpoint_id))  # type: ignore[arg-type]
+    snap = graph.get_state(thread_config(thread_id, checkpoint_id))
     if snap.created_at is None:
         where = f"checkpoint {checkpoint_id} of thread {thread_id}" if checkpoint_id else f"thread {thread_id}"
         raise ThreadError(f"no {where}: `scale threads` lists the threads, `scale history THREAD` the checkpoints")
@@ -165,7 +166,7 @@ def list_threads(graph: CompiledGraph, limit: int = 50) -> list[ThreadInfo]:
 
 def history(graph: CompiledGraph, thread_id: str) -> list[CheckpointInfo]:
     """Every checkpoint of the thread, newest first (forks included), with the nodes that wrote each."""
-    snaps = list(graph.get_state_history(thread_config(thread_id)))  # type: ignore[arg-type]
+    snaps = list(graph.get_state_history(thread_config(thread_id)))
     if not snaps:
         raise ThreadError(f"no thread {thread_id}: `scale threads` lists the threads")
     by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snaps}
@@ -173,7 +174,7 @@ def history(graph: CompiledGraph, thread_id: str) -> list[CheckpointInfo]:
 
 
 def _checkpoint_info(snap: StateSnapshot, by_id: Mapping[str, StateSnapshot]) -> CheckpointInfo:
-    metadata = snap.metadata or {}
+    metadata: Mapping[str, Any] = snap.metadata or {}
     parent_id = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
     source = str(metadata.get("source", "?"))
     parent = by_id.get(parent_id) if source == "loop" and parent_id else None
@@ -187,7 +188,7 @@ def _checkpoint_info(snap: StateSnapshot, by_id: Mapping[str, StateSnapshot]) ->
         next=tuple(snap.next),
         steps_done=len(snap.values.get("steps") or []),
         created_at=snap.created_at,
-        note=metadata.get(FORK_KEY),
+        note=str(metadata[FORK_KEY]) if metadata.get(FORK_KEY) else None,
     )
 
 
@@ -211,7 +212,7 @@ def find_checkpoint(graph: CompiledGraph, thread_id: str, ref: str) -> str:
 def recorded_context(graph: CompiledGraph, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
     """The Context fields the thread's run was started with (as stored at that checkpoint)."""
     raw = (snapshot(graph, thread_id, checkpoint_id).metadata or {}).get(CONTEXT_KEY)
-    return dict(json.loads(raw)) if raw else {}
+    return dict(json.loads(str(raw))) if raw else {}
 
 
 def context_with(recorded: Mapping[str, Any], overrides: Mapping[str, Any]) -> Context:
@@ -298,7 +299,7 @@ def fork(graph: CompiledGraph, thread_id: str, checkpoint_id: str, *,
     changes = [f"d{n}={d:g}" for n, d in sorted((difficulties or {}).items())] + [f"τ={context.threshold:g}"]
     note = f"fork of {checkpoint_id}: {', '.join(changes)}"
     config = run_config(thread_id=thread_id, checkpoint_id=checkpoint_id, metadata=_metadata(context, note))
-    forked = graph.update_state(config, update or None, as_node="assess")  # type: ignore[arg-type]
+    forked = graph.update_state(config, update or None, as_node="assess")
     return _run(graph, thread_id, None, context, options, checkpoint_id=forked["configurable"]["checkpoint_id"])
 
 

@@ -100,8 +100,8 @@ def trace_config(run: EvalRun, problem: Problem, sample: int) -> RunnableConfig:
     """The run config of one attempt: its trace is named after it and carries what identifies it."""
     metadata = {"eval_run": run.run_id, "dataset": run.dataset.name, "method": run.method.name,
                 "problem_id": problem.id, "sample": sample, "gold": problem.answer, "experiment": run.experiment}
-    return cast(RunnableConfig, run_config(run_name=f"{run.method.name}:{problem.id}#{sample}", metadata=metadata,
-                                           tags=["eval", *([run.experiment] if run.experiment else [])]))
+    return run_config(run_name=f"{run.method.name}:{problem.id}#{sample}", metadata=metadata,
+                      tags=["eval", *([run.experiment] if run.experiment else [])])
 
 
 REQUEST_REJECTED = frozenset({400, 413, 422})

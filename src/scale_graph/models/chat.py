@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from scale_graph.models.endpoint import CONNECT_TIMEOUT
 from scale_graph.models.profiles import ModeProfile
@@ -29,7 +30,7 @@ class ChatOpenAICompatible(ChatOpenAI):
     (newer); plain ``ChatOpenAI`` drops both. We keep it in ``additional_kwargs["reasoning_content"]``.
     """
 
-    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
+    def _create_chat_result(self, response: Any, generation_info: dict[str, Any] | None = None) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)
         raw = response if isinstance(response, Mapping) else response.model_dump()
         for gen, choice in zip(result.generations, raw.get("choices") or [], strict=False):
@@ -39,8 +40,8 @@ class ChatOpenAICompatible(ChatOpenAI):
                 gen.message.additional_kwargs["reasoning_content"] = reasoning
         return result
 
-    def _convert_chunk_to_generation_chunk(self, chunk: dict, default_chunk_class: type,
-                                           base_generation_info: dict | None) -> Any:
+    def _convert_chunk_to_generation_chunk(self, chunk: dict[str, Any], default_chunk_class: type,
+                                           base_generation_info: dict[str, Any] | None) -> Any:
         gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
         choices = chunk.get("choices") or []
         if gen is not None and choices:
@@ -73,8 +74,8 @@ def _new_chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
     return ChatOpenAICompatible(
         base_url=profile.base_url,
         model=profile.model,
-        api_key=profile.api_key or "not-needed",  # type: ignore[arg-type]
-        max_tokens=profile.max_tokens,  # sent as max_completion_tokens
+        api_key=SecretStr(profile.api_key or "not-needed"),
+        max_completion_tokens=profile.max_tokens,
         temperature=profile.temperature,
         top_p=profile.top_p,
         extra_body=profile.body_extras() or None,

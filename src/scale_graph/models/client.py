@@ -240,8 +240,8 @@ async def acall_model(
 def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:
     """Text, reasoning, usage and finish reason of a chat model's reply."""
     assert isinstance(msg, AIMessage), type(msg)
-    usage = msg.usage_metadata or {}
-    details = usage.get("input_token_details") or {}
+    usage: Mapping[str, Any] = msg.usage_metadata or {}
+    details: Mapping[str, Any] = usage.get("input_token_details") or {}
     content = msg.content if isinstance(msg.content, str) else "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in msg.content
     )
