@@ -43,7 +43,7 @@ pytestmark = pytest.mark.integration
 PROBLEM = "Natalia sold 48 clips in April and half as many in May. How many altogether?"
 SLOW = "(slow)"
 """Problems containing this get a 0.5 s delay on every model request (for cancelling a run mid-way)."""
-STAGE_EVENTS = {"candidate", "decomposition", "assessed", "solving", "solved", "answer"}
+STAGE_EVENTS = {"preset", "candidate", "decomposition", "assessed", "solving", "solved", "answer"}
 CONTEXT = {"candidates": 2}
 
 
@@ -245,7 +245,12 @@ async def test_a_prompt_injection_is_solved_as_plain_problem_text(server) -> Non
         assert not any(injection in text for text in others)  # never in a system prompt
         # only ever as the problem, once, right after its label in the first user turn; never as the instructions
         assert re.match(r"[Oo]riginal problem:\n" + re.escape(injection) + "\n", users[0]), users[0]
-        assert "\n\n".join(users).count(injection) == 1
+        # any other occurrence is the final step, which under final_step "question" is the problem itself, again
+        # only as text after a label ("Current sub-problem: …")
+        text = "\n\n".join(users)
+        label = re.compile(r"(problem|sub-problem \d+(?: \(the last one\))?):\s*$", re.IGNORECASE)
+        for found in re.finditer(re.escape(injection), text):
+            assert label.search(text[:found.start()]), text[max(0, found.start() - 80):found.end()]
 
 
 # --- threads and runs through langgraph-sdk ----------------------------------------------------------------
