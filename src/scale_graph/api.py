@@ -136,7 +136,7 @@ def run_config(*, thread_id: str | None = None, checkpoint_id: str | None = None
 def _graph(graph: CompiledGraph | None) -> CompiledGraph:
     if graph is not None:
         return graph
-    from scale_graph.graph.scale import graph as scale_graph
+    from scale_graph.graph.scale import graph as scale_graph  # noqa: PLC0415 - compiled on first use, not on import
 
     return scale_graph
 

@@ -745,6 +745,23 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
     return FakeChatModel()
 
 
+def call_once(profile: Any, messages: Any) -> Any:
+    """One model call (:func:`scale_graph.models.acall_model`) from sync code, on an event loop of its own.
+
+    The loop's chat models are closed before it ends, so no connection outlives it.
+    """
+    from scale_graph.models import acall_model
+    from scale_graph.models.chat import aclose_chat_models
+
+    async def once() -> Any:
+        try:
+            return await acall_model(profile, messages)
+        finally:
+            await aclose_chat_models()
+
+    return asyncio.run(once())
+
+
 # --- from a shell: python -m scale_graph.testing [vllm|openai] --port N -----------------------------------------
 
 

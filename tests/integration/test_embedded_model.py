@@ -9,10 +9,11 @@ import pytest
 
 from scale_graph import solve
 from scale_graph.context import Context
-from scale_graph.models import build_profiles, call_model, messages_for
+from scale_graph.models import build_profiles, messages_for
 from scale_graph.models.endpoint import count_prompt_tokens, upper_bound_tokens
 from scale_graph.nodes.route import select_mode
 from scale_graph.nodes.solve import solve_messages
+from scale_graph.testing import call_once
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +51,9 @@ def test_consecutive_solve_prompts_hit_the_prefix_cache(embedded_server) -> None
                               "local")
     problem = gsm8k(1)[0]["problem"]
     subs = ["How many clips in April?", "How many clips in May?", "How many altogether?"]
-    first = call_model(profiles.system2, solve_messages(profiles, problem, subs, [], "system2"))
+    first = call_once(profiles.system2, solve_messages(profiles, problem, subs, [], "system2"))
     step = {"index": 0, "subproblem": subs[0], "mode": "system2", "solution": first.content}
-    second = call_model(profiles.system1,  # a mode switch
+    second = call_once(profiles.system1,  # a mode switch
                         solve_messages(profiles, problem, subs, [step], "system1"))  # type: ignore[list-item]
     # the whole first prompt and (nearly) the reply as generated: only the new turn's tokens are computed
     assert second.cached_tokens >= first.prompt_tokens + first.completion_tokens - 2, (first, second)
@@ -66,9 +67,9 @@ def test_prompt_tokens_are_counted_with_the_servers_tokenizer(embedded_server) -
                               max_model_len=embedded_server.settings.ctx_per_slot)
     messages = messages_for(profiles.system2, None, "Count the words: " + " ".join(["apple"] * 300))
     counted = count_prompt_tokens(embedded_server.base_url, "local", messages)
-    reply = call_model(profiles.system2, messages)
+    reply = call_once(profiles.system2, messages)
     assert reply.prompt_tokens <= counted < upper_bound_tokens(messages)
     big = build_profiles(Context(system2_max_tokens=32768), embedded_server.base_url, "local",
                          max_model_len=embedded_server.settings.ctx_per_slot).system2
-    capped = call_model(big, messages)
+    capped = call_once(big, messages)
     assert capped.capped_to is not None and counted + capped.capped_to <= embedded_server.settings.ctx_per_slot

@@ -9,8 +9,8 @@ import pytest
 
 from scale_graph import prompts, solve
 from scale_graph.context import Context
-from scale_graph.models import EndpointError, build_profiles, call_model, messages_for
-from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of
+from scale_graph.models import EndpointError, build_profiles, messages_for
+from scale_graph.testing import FakeOpenAIServer, Reply, call_once, scale_script, stage_of
 
 PROBLEM = "What is 10 + 20?"
 
@@ -72,7 +72,7 @@ def test_reasoning_content_is_captured_and_counted() -> None:
 def test_token_limit_is_applied_by_the_server(server) -> None:
     profile = build_profiles(Context(system1_max_tokens=3), server.base_url, "fake-model").system1
     server.script = lambda body: Reply(content="one two three four five six")
-    reply = call_model(profile, messages_for(profile, None, "count"))
+    reply = call_once(profile, messages_for(profile, None, "count"))
     assert reply.completion_tokens == 3 and reply.finish_reason == "length"
 
 
@@ -83,7 +83,7 @@ def test_transport_faults_become_retryable_endpoint_errors(server, fault) -> Non
     profile = build_profiles(Context(), server.base_url, "fake-model").system1
     server.script = lambda body: fault
     with pytest.raises(EndpointError) as info:
-        call_model(profile, messages_for(profile, prompts.SCALE_SYSTEM, "x"))
+        call_once(profile, messages_for(profile, prompts.SCALE_SYSTEM, "x"))
     assert info.value.retryable and server.base_url in str(info.value)
 
 
@@ -92,7 +92,7 @@ def test_read_timeout_is_retryable(server) -> None:
     server.script = lambda body: Reply(content="late \\boxed{1}", delay=2.0)
     start = time.monotonic()
     with pytest.raises(EndpointError, match="timed out") as info:
-        call_model(profile, messages_for(profile, None, "x"))
+        call_once(profile, messages_for(profile, None, "x"))
     assert info.value.retryable and time.monotonic() - start < 2.0
 
 

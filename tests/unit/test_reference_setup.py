@@ -14,12 +14,13 @@ import pytest
 
 from scale_graph import Context, solve
 from scale_graph.cli import main
-from scale_graph.models import CONTEXT_FULL, build_profiles, call_model, messages_for
+from scale_graph.models import CONTEXT_FULL, build_profiles, messages_for
 from scale_graph.nodes.assess import FINAL_DIFFICULTY, FORCED_FINAL
 from scale_graph.testing import (
     FakeOpenAIServer,
     FakeVLLMServer,
     Reply,
+    call_once,
     prompt_token_ids,
     scale_script,
     stage_of,
@@ -170,7 +171,7 @@ def test_call_model_does_not_send_what_cannot_fit() -> None:
     with FakeVLLMServer(max_model_len=100) as server:
         ctx = Context(base_url=server.base_url)
         profile = build_profiles(ctx, server.base_url, server.model, max_model_len=100).system2
-        reply = call_model(profile, messages_for(profile, None, " ".join(["long"] * 200)))
+        reply = call_once(profile, messages_for(profile, None, " ".join(["long"] * 200)))
     assert not reply.sent and reply.finish_reason == CONTEXT_FULL and reply.usage()["calls"] == 0
     assert server.requests == []
 

@@ -10,7 +10,7 @@
 Nothing here knows graphs, nodes, the CLI or the server.
 """
 
-from scale_graph.models.client import CONTEXT_FULL, ModelReply, acall_model, call_model, messages_for
+from scale_graph.models.client import CONTEXT_FULL, ModelReply, acall_model, messages_for
 from scale_graph.models.endpoint import check_endpoint, endpoint_info, is_qwen3_hybrid, served_model_name
 from scale_graph.models.errors import EndpointError, is_retryable
 from scale_graph.models.profiles import ModeProfile, Profiles, build_profiles, resolve_profiles
@@ -26,7 +26,6 @@ __all__ = [
     "acall_json",
     "acall_model",
     "build_profiles",
-    "call_model",
     "check_endpoint",
     "endpoint_info",
     "is_qwen3_hybrid",

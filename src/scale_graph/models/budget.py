@@ -22,22 +22,12 @@ MIN_COMPLETION_TOKENS = 32
 """Below this much room a request is not sent: the step records ``context_full`` instead."""
 
 
-def fit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> tuple[int | None, int]:
+async def afit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> tuple[int | None, int]:
     """The completion budget to send for ``messages`` and the prompt tokens counted (0: not counted).
 
     ``(None, n)``: the profile's own budget fits. ``(cap, n)``: shrink it to ``cap``. ``(0, n)``: less than
-    :data:`MIN_COMPLETION_TOKENS` fits, do not send. Prompts are counted with the server's tokenizer only when a
-    safe upper bound says they might not fit.
-    """
-    if not _may_overflow(profile, messages):
-        return None, 0
-    return _budget_for(profile, _count(profile, messages))
-
-
-async def afit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> tuple[int | None, int]:
-    """:func:`fit_budget` for the event loop: the token count runs in a worker thread.
-
-    The count is a blocking ``/tokenize`` request, made only when the prompt might not fit.
+    :data:`MIN_COMPLETION_TOKENS` fits, do not send. The prompt is counted with the server's tokenizer (a blocking
+    ``/tokenize`` request, run in a worker thread) only when a safe upper bound says it might not fit.
     """
     if not _may_overflow(profile, messages):
         return None, 0

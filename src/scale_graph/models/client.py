@@ -1,4 +1,4 @@
-"""The one helper every model call goes through: :func:`acall_model` (its sync twin: :func:`call_model`).
+"""The one helper every model call goes through: :func:`acall_model`.
 
 It applies a :class:`~scale_graph.models.profiles.ModeProfile`, fits the completion budget into the endpoint's
 context (the reference code's rule: a request's ``max_tokens`` is shrunk so prompt + completion fit, with a small
@@ -23,7 +23,7 @@ import openai
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from scale_graph.models.budget import afit_budget, fit_budget
+from scale_graph.models.budget import afit_budget
 from scale_graph.models.chat import chat_model, loop_state
 from scale_graph.models.errors import EndpointError
 from scale_graph.models.profiles import ModeProfile
@@ -186,7 +186,7 @@ class _Request:
         raise exc
 
 
-def call_model(
+async def acall_model(
     profile: ModeProfile,
     messages: Sequence[BaseMessage],
     *,
@@ -198,32 +198,9 @@ def call_model(
     """Call the model once with ``profile``; raise :class:`EndpointError` on a transport fault.
 
     The completion budget is shrunk to fit the context (``reply.capped_to``); when no useful room is left the
-    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`. The sync twin of
-    :func:`acall_model`.
+    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`. From sync code (a test, a
+    script): ``asyncio.run(acall_model(...))``.
     """
-    request = _Request.build(profile, messages, fit_budget(profile, messages), response_format=response_format,
-                             run_name=run_name, tags=tags, metadata=metadata)
-    if (skipped := request.not_sent()) is not None:
-        return skipped
-    with endpoint_slot(profile.base_url, profile.max_concurrent):
-        start = time.perf_counter()
-        try:
-            msg = chat_model(profile).invoke(request.messages, config=request.config, **request.kwargs)
-        except _CLIENT_ERRORS as exc:
-            return request.failed(exc, time.perf_counter() - start)
-        return request.reply(msg, time.perf_counter() - start)
-
-
-async def acall_model(
-    profile: ModeProfile,
-    messages: Sequence[BaseMessage],
-    *,
-    response_format: dict[str, Any] | None = None,
-    run_name: str | None = None,
-    tags: Sequence[str] = (),
-    metadata: Mapping[str, Any] | None = None,
-) -> ModelReply:
-    """Call the model once with ``profile`` on the chat model's async API; as :func:`call_model` otherwise."""
     request = _Request.build(profile, messages, await afit_budget(profile, messages),
                              response_format=response_format, run_name=run_name, tags=tags, metadata=metadata)
     if (skipped := request.not_sent()) is not None:
