@@ -19,6 +19,10 @@ from scale_graph.models.client import ModelReply, acall_model
 from scale_graph.models.profiles import ModeProfile
 from scale_graph.state import Usage, add_usage, empty_usage
 
+UNUSABLE_CONTENT = (ValueError, TypeError, KeyError, RecursionError)
+"""What parsing a reply may raise for content that cannot be used (``RecursionError``: JSON nested deeper than
+Python's recursion limit); the stage retries, then takes its fallback."""
+
 
 def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI ``response_format`` that asks the server to constrain output to ``schema``."""
@@ -69,7 +73,7 @@ async def acall_json[T](
             result.value = parse(json.loads(extract_json(reply.content)))
             result.error = None
             return result
-        except (ValueError, TypeError, KeyError) as exc:
+        except UNUSABLE_CONTENT as exc:
             result.error = f"{type(exc).__name__}: {exc}"[:300]
     return result
 
