@@ -198,7 +198,7 @@ def finished_before(history: list[dict], moment: datetime) -> dict:
 def finished_ids(values: dict, tag: str) -> set[tuple]:
     """The request ids whose results a checkpoint holds (so they must not be asked again)."""
     done: set[tuple] = set()
-    if len(values.get("candidates") or []) >= CONTEXT["candidates"]:
+    if len(values.get("decompositions") or []) >= CONTEXT["candidates"]:
         done.add(("decompose", tag, "*"))
     if values.get("subproblems"):
         done.add(("select", tag, "*"))
