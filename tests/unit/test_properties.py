@@ -19,7 +19,7 @@ from scale_graph.models.structured import UNUSABLE_CONTENT, extract_json
 from scale_graph.nodes.assess import parse_difficulty
 from scale_graph.nodes.decompose import parse_decomposition
 from scale_graph.problem import MAX_PROBLEM_CHARS, InvalidProblem, check_problem
-from scale_graph.server.guard import non_finite_at, parse_json, run_input_problem, settings_problem, unstorable_at
+from scale_graph.server.bodies import non_finite_at, parse_json, run_input_problem, settings_problem, unstorable_at
 from scale_graph.settings import FieldRule, InvalidSettings, field_rules
 
 settings.register_profile("scale", database=None, deadline=None, max_examples=150,

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from scale_graph.problem import MAX_PROBLEM_CHARS
-from scale_graph.server.guard import GATE_HEADER, Gate, Guard, server_owned_fields
+from scale_graph.server.bodies import server_owned_fields
+from scale_graph.server.guard import GATE_HEADER, Gate, Guard
 
 LIMIT = 1000
 
