@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from scale_graph.api import endpoint
-from scale_graph.context import Context
+from scale_graph.baselines.context import BaselineContext
 from scale_graph.eval.datasets import load_dataset
 from scale_graph.eval.methods import METHODS, get_method
 from scale_graph.eval.metrics import compute
@@ -19,7 +19,7 @@ from scale_graph.grading import GradingPool
 
 pytestmark = pytest.mark.integration
 
-TINY = Context(
+TINY = BaselineContext(
     base_url=None,
     model=None,
     candidates=1,

@@ -157,8 +157,9 @@ def owned_fields(data: Any) -> set[str]:
 
 
 def run_input_problem(data: Any) -> tuple[int, str] | None:
-    """(HTTP status, message) when a parsed run-creating body (one run or a ``/runs/batch`` list) carries an
-    unusable ``input``; else None.
+    """(HTTP status, message) when a parsed run-creating body carries an unusable ``input``; else None.
+
+    The body is one run, or a ``/runs/batch`` list of them.
     """
     for item in data if isinstance(data, list) else [data]:  # /runs/batch sends a list
         if not isinstance(item, dict) or item.get("input") is None:
