@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import math
 import random
@@ -56,6 +55,7 @@ from scale_graph.testing import (
     current_subproblem,
     earlier_solutions,
     prompt_token_ids,
+    serve_until_interrupted,
     stage_of,
     thinking_flag,
 )
@@ -752,10 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     params = GPUParams(kv_capacity=args.kv_capacity)
     server = SimulatedGPUServer(port=args.port, speed=args.speed, params=params,
                                 workload=Workload(args.profile, args.replay), prefix_cache=not args.no_prefix_cache)
-    with server:
-        print(f"gpu-sim: {server.base_url} ({params.describe()}; speed {args.speed:g}x)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+    serve_until_interrupted(server, lambda s: f"gpu-sim: {s.base_url} ({params.describe()}; speed {args.speed:g}x)")
     return 0
 
 

@@ -778,11 +778,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server: FakeOpenAIServer = (FakeVLLMServer(port=args.port, max_model_len=args.max_model_len)
                                 if args.kind == "vllm" else FakeOpenAIServer(port=args.port))
+    serve_until_interrupted(server, lambda s: f"fake {args.kind} server: {s.base_url} (model {s.model}); Ctrl-C "
+                                              "stops it")
+    return 0
+
+
+def serve_until_interrupted[S: FakeOpenAIServer](server: S, banner: Callable[[S], str]) -> None:
+    """Start ``server``, print ``banner(server)`` and serve until Ctrl-C or SIGINT.
+
+    The banner is made once the server listens, so it can name the URL of a server on a free port.
+    """
     with server:
-        print(f"fake {args.kind} server: {server.base_url} (model {server.model}); Ctrl-C stops it", flush=True)
+        print(banner(server), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-    return 0
 
 
 if __name__ == "__main__":
