@@ -46,7 +46,10 @@ def asked(requests: list[dict]) -> list[tuple[str, int | None]]:
     out = []
     for body in requests:
         stage = stage_of(body)
-        index = SUBPROBLEMS.index(current_subproblem(body)) if stage in {"assess", "system1", "system2"} else None
+        index = None
+        if stage in {"assess", "system1", "system2"}:  # the last sub-problem asked is the problem itself
+            sub = current_subproblem(body)
+            index = SUBPROBLEMS.index(sub) if sub in SUBPROBLEMS else len(SUBPROBLEMS) - 1
         out.append(("solve" if stage in {"system1", "system2"} else stage, index))
     return out
 
