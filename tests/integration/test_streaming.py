@@ -47,7 +47,7 @@ def test_solver_tokens_and_stage_events_stream() -> None:
     assert final["answer"] == "20"
     # one custom event per stage step, in pipeline order
     kinds = [e["event"] for e in events]
-    assert kinds == ["candidate", "decomposition", "assessed", "assessed", "solving", "solved", "solving", "solved",
-                     "answer"]
+    assert kinds == ["preset", "candidate", "decomposition", "assessed", "assessed", "solving", "solved", "solving",
+                     "solved", "answer"]
     solved = [e for e in events if e["event"] == "solved"]
     assert [(e["index"], e["mode"]) for e in solved] == [(0, "system1"), (1, "system2")]
