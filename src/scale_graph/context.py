@@ -207,14 +207,22 @@ class Context:
         return cls(**validate_settings(data, cls))
 
     @classmethod
+    def own_fields(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The items of ``data`` that are fields of this class.
+
+        Left out: a subclass's extra settings, settings stored by another version, a profile's baseline knobs.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: v for k, v in data.items() if k in names}
+
+    @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> Self:
         """A Context (of this class) with settings profile ``name``, ``overrides`` on top.
 
         Only the profile's fields this class has are taken (``Context.from_profile("paper", base_url=…)`` leaves
         out the baselines' knobs). Unknown profile names raise ``ValueError``.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls.from_mapping({k: v for k, v in profile_overrides(name, overrides).items() if k in names})
+        return cls.from_mapping(cls.own_fields(profile_overrides(name, overrides)))
 
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypedDict, Unpack
 
 from langchain_core.runnables import RunnableConfig
@@ -217,8 +217,7 @@ def recorded_context(graph: CompiledGraph, thread_id: str, checkpoint_id: str | 
 
 def context_with(recorded: Mapping[str, Any], overrides: Mapping[str, Any]) -> Context:
     """A Context from the recorded settings with ``overrides`` applied (unknown stored fields are ignored)."""
-    names = {f.name for f in fields(Context)}
-    return Context(**{k: v for k, v in {**recorded, **overrides}.items() if k in names})
+    return Context(**Context.own_fields({**recorded, **overrides}))
 
 
 # --- running -------------------------------------------------------------------------------------------------

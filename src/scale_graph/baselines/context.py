@@ -9,7 +9,7 @@ a plain ``Context`` given to a baseline runs with these fields' defaults.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -44,5 +44,4 @@ def knobs(runtime: Runtime[BaselineContext] | None) -> BaselineContext:
     if isinstance(ctx, BaselineContext):
         return ctx
     data: dict[str, Any] = asdict(ctx) if isinstance(ctx, Context) else dict(ctx or {})
-    names = {f.name for f in fields(BaselineContext)}
-    return BaselineContext(**{k: v for k, v in data.items() if k in names})
+    return BaselineContext(**BaselineContext.own_fields(data))

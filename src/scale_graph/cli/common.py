@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -92,10 +91,9 @@ def context_overrides(args: argparse.Namespace, cls: type[Context] = Context) ->
     A profile's fields that ``cls`` does not have (the baselines' knobs, for SCALE) are left out.
     :class:`~scale_graph.context.InvalidSettings` names a field that cannot be used.
     """
-    names = {f.name for f in fields(cls)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    given = {k: v for k, v in cls.own_fields(vars(args)).items() if v is not None}
     chosen = profile_overrides(getattr(args, "profile", None), given)
-    return validate_settings({k: v for k, v in chosen.items() if k in names}, cls)
+    return validate_settings(cls.own_fields(chosen), cls)
 
 
 def context_from_args[C: Context](args: argparse.Namespace, cls: type[C]) -> C:

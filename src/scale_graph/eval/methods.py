@@ -52,8 +52,7 @@ class Method:
         A baseline's own knobs keep their defaults unless ``ctx`` already has them.
         """
         if not isinstance(ctx, self.context_class):
-            names = {f.name for f in dataclasses.fields(self.context_class)}
-            ctx = self.context_class(**{k: v for k, v in dataclasses.asdict(ctx).items() if k in names})
+            ctx = self.context_class(**self.context_class.own_fields(dataclasses.asdict(ctx)))
         return dataclasses.replace(ctx, **self.overrides) if self.overrides else ctx
 
 

@@ -46,16 +46,20 @@ def parse_json(text: str) -> Any:
     return json.loads(text, parse_constant=_NonFinite, parse_float=number)
 
 
+def _children(data: Any, path: str) -> Iterable[tuple[str, Any]]:
+    """The (path, value) of each item of a JSON object or array; nothing for anything else."""
+    if isinstance(data, dict):
+        return ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
+    if isinstance(data, list):
+        return ((f"{path}[{i}]", v) for i, v in enumerate(data))
+    return ()
+
+
 def non_finite_at(data: Any, path: str = "") -> str | None:
     """Where the first non-finite number in ``data`` is (``context.threshold``, ``[0].input``), else None."""
     if isinstance(data, _NonFinite):
         return f"{path or 'the body'} ({data.text})"
-    items: Iterable[tuple[str, Any]] = ()
-    if isinstance(data, dict):
-        items = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
-    elif isinstance(data, list):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
-    for where, value in items:
+    for where, value in _children(data, path):
         if found := non_finite_at(value, where):
             return found
     return None
@@ -67,15 +71,11 @@ def unstorable_at(data: Any, path: str = "") -> str | None:
         if bad := _UNSTORABLE.search(data):
             return f"{path or 'the body'} (U+{ord(bad.group()):04X})"
         return None
-    items: Iterable[tuple[str, Any]] = ()
     if isinstance(data, dict):
         for key in data:
             if isinstance(key, str) and (bad := _UNSTORABLE.search(key)):
                 return f"a key of {path or 'the body'} (U+{ord(bad.group()):04X})"
-        items = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
-    elif isinstance(data, list):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(data))
-    for where, value in items:
+    for where, value in _children(data, path):
         if found := unstorable_at(value, where):
             return found
     return None
