@@ -6,7 +6,9 @@ This module imports nothing of the project.
 
 from __future__ import annotations
 
+import math
 import operator
+from collections.abc import Mapping
 from typing import Annotated, Literal, NotRequired, TypedDict
 
 Mode = Literal["system1", "system2"]
@@ -54,10 +56,67 @@ def add_usage(left: dict[str, Usage] | None, right: dict[str, Usage] | None) -> 
 
 
 def merge_assessments(
-    left: dict[str, Assessment] | None, right: dict[str, Assessment] | None
+    left: dict[str, Assessment] | None, right: Mapping[str, Assessment | float] | None
 ) -> dict[str, Assessment]:
-    """Reducer: gather difficulty assessments by sub-problem index (keys are strings for JSON)."""
-    return {**(left or {}), **(right or {})}
+    """Reducer: gather difficulty assessments by sub-problem index (keys are strings for JSON).
+
+    Every write is checked by :func:`check_assessments_edit`, so a state edit (Studio, ``update_state``) may use
+    the shorthand ``{"0": 0.95}``, and a malformed one is refused before anything is written.
+    """
+    return {**(left or {}), **check_assessments_edit(right or {}, left)}
+
+
+class InvalidEdit(ValueError):
+    """A state edit with the wrong shape (LangGraph servers answer 400, ``scale serve`` 422)."""
+
+
+_EDIT_SHAPE = ('expected {"<sub-problem index>": <difficulty in [0, 1]>, ...}, e.g. {"0": 0.95}, '
+               "or full assessment records")
+
+
+def _difficulty(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise InvalidEdit(f"assessments[{where}]: a difficulty must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_assessments_edit(value: object, current: Mapping[str, Assessment] | None = None) -> dict[str, Assessment]:
+    """``value`` as assessment records by index, or :class:`InvalidEdit` saying what is wrong.
+
+    Accepts ``{index: difficulty}`` (the shorthand of a state edit: the record is built from the ``current`` one,
+    with ``forced`` saying it was edited) and ``{index: record}`` (what the nodes write, or a record edited in
+    place). Indexes are non-negative integers, as strings in JSON.
+    """
+    if not isinstance(value, Mapping):
+        raise InvalidEdit(f"assessments: {_EDIT_SHAPE}; got {type(value).__name__}")
+    out: dict[str, Assessment] = {}
+    for key, item in value.items():
+        where = repr(key)
+        if isinstance(key, bool) or not ((isinstance(key, int) and key >= 0)
+                                         or (isinstance(key, str) and key.isdigit() and key.isascii())):
+            raise InvalidEdit(f"assessments: keys are sub-problem indexes (0, 1, ...), got {where}; {_EDIT_SHAPE}")
+        index = int(key)
+        if isinstance(item, Mapping):
+            unknown = sorted(set(map(str, item)) - (Assessment.__required_keys__ | Assessment.__optional_keys__))
+            if unknown:
+                raise InvalidEdit(f"assessments[{where}]: unknown fields {', '.join(unknown)}; {_EDIT_SHAPE}")
+            if item.get("index", index) != index:
+                raise InvalidEdit(f"assessments[{where}]: its index is {item.get('index')!r}, not {index}")
+            record = dict(item)
+            record.update(index=index, difficulty=_difficulty(item.get("difficulty"), where))
+            record.setdefault("fallback", None)
+            record.setdefault("contextual", False)
+            record.setdefault("completion_tokens", 0)
+            out[str(index)] = record  # type: ignore[assignment]  # checked above: Assessment's keys only
+        else:
+            difficulty = _difficulty(item, where)
+            old = (current or {}).get(str(index))
+            out[str(index)] = Assessment(
+                index=index, difficulty=difficulty, assessed=old.get("assessed") if old else None,
+                forced=f"edit→d={difficulty:g}", fallback=None, contextual=bool(old and old["contextual"]),
+                completion_tokens=old["completion_tokens"] if old else 0)
+    return out
 
 
 class Candidate(TypedDict):
@@ -71,6 +130,25 @@ class Candidate(TypedDict):
     """Why the candidate was dropped, if it was."""
     fallback: NotRequired[str | None]
     """Set when the reply was usable only after a change, e.g. ``subproblems_truncated→20`` for a longer list."""
+
+
+class AgreementSample(TypedDict):
+    """One System 1 sample of the agreement assessor (``assess="agreement"``): a full System 1 solve of s_i."""
+
+    answer: str | None
+    """The last ``\\boxed{}`` of the solution, None when there is none."""
+    solution: str
+    """The visible solution text."""
+    reasoning: str | None
+    """Separate reasoning text, when the backend returns one."""
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    latency: float
+    """Seconds the call took."""
+    finish_reason: str | None
+    fallback: str | None
+    """``budget_capped→N`` / ``context_full…`` as on a solved step, else None."""
 
 
 class Assessment(TypedDict):
@@ -91,6 +169,11 @@ class Assessment(TypedDict):
     """True when scored with earlier solutions in view (paper Eq. 3), False when scored upfront."""
     completion_tokens: int
     """Completion tokens spent on this assessment."""
+    samples: NotRequired[list[AgreementSample]]
+    """``assess="agreement"``: the System 1 samples d was measured from (empty for a forced final step)."""
+    modal: NotRequired[int | None]
+    """``assess="agreement"``: which sample stands for the largest group of equal answers; a step routed to
+    System 1 reuses it as its solution instead of calling the model again."""
 
 
 class StepResult(TypedDict):
@@ -125,6 +208,25 @@ class StepResult(TypedDict):
     fallback: str | None
     """Fallbacks taken on this step, joined by '; ' (the difficulty one, ``budget_capped→N`` when the budget was
     shrunk to fit the context, ``context_full`` when nothing fitted), else None."""
+    from_sample: NotRequired[int | None]
+    """``assess="agreement"``: the agreement sample reused as this System 1 solution (no new call; its tokens are
+    counted under the ``assess`` stage), else None."""
+
+
+class RoutePlan(TypedDict):
+    """The run settings the graph's branches follow, copied from the Context into the state.
+
+    Branch functions read only the state, so a state edit (Studio's "edit", ``update_state``), which runs them
+    without a runtime, routes exactly as the run would: ``start`` writes the plan, ``route`` refreshes it from the
+    Context of each run segment (a resume or fork with a new τ), and an edit may change it too.
+    """
+
+    candidates: int
+    """k: decompositions to sample."""
+    assess: str
+    """The assessment policy (``upfront`` or ``contextual``)."""
+    threshold: float
+    """τ of Eq. 4."""
 
 
 class InputState(TypedDict):
@@ -195,6 +297,8 @@ class State(InputState):
     """Which budget stopped the run."""
     preset: str
     """The preset the run used (``auto`` resolved), set by start."""
+    plan: RoutePlan
+    """The settings the branches route by (k, assessment policy, τ), set by start and refreshed by route."""
 
 
 class DecomposeTask(TypedDict):

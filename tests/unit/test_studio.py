@@ -41,6 +41,7 @@ def test_the_scale_graph_renders_with_named_nodes_and_the_conditional_route() ->
     assert edges == {
         ("__start__", "start"): False,
         ("start", "decompose"): True,          # Send × k
+        ("start", "select"): True,             # all k gathered (a state edit written as start)
         ("decompose", "select"): False,
         ("select", "assess"): True,            # Send × n (upfront)
         ("select", "route"): True,             # contextual: straight into the loop

@@ -8,7 +8,6 @@ import pytest
 
 from scale_graph import api, models, threads
 from scale_graph.checkpoint import default_target, latest_thread_ids, open_checkpointer
-from scale_graph.problem import InvalidProblem
 from scale_graph.testing import Reply, earlier_solutions, stage_of
 from tests.conftest import SUBPROBLEMS, fake_context, make_script
 
@@ -91,14 +90,6 @@ def test_resume_and_start_refuse_what_they_cannot_do(fake_models, graph) -> None
         threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1")
     with pytest.raises(threads.ThreadError, match="no thread nope"):
         threads.resume(graph, "nope")
-
-
-def test_a_second_problem_on_a_used_thread_is_refused(fake_models, graph) -> None:
-    fake_models(make_script())
-    threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1")
-    config = {"configurable": {"thread_id": "t1"}}
-    with pytest.raises(InvalidProblem, match="already holds a problem"):
-        graph.invoke({"problem": "What is 2 + 2?"}, config, context=fake_context())
 
 
 def checkpoint_before_solving(graph, thread_id: str, index: int) -> str:

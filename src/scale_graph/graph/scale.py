@@ -15,6 +15,12 @@ chat model's async API, added through :func:`~scale_graph.graph.async_nodes.asyn
 both ``ainvoke`` / ``astream`` (awaited on the caller's event loop) and ``invoke`` / ``stream`` (each on a LangGraph
 worker thread that hands the coroutine to one process-wide event loop); see :mod:`scale_graph.graph.async_nodes`.
 start, route and finalize are plain functions: they do no I/O worth awaiting.
+
+The branch functions (plan_decompositions, plan_assessments, next_step) read only the state: the settings they
+follow (k, the assessment policy, τ) are copied into it as ``plan`` by start and refreshed by route. LangGraph runs
+them without a runtime when a state edit is written (Studio's "edit", ``update_state``), so an edit at any
+checkpoint routes as a run would; and a fan-out only starts the tasks whose results are missing, so an edit after
+the decompositions or the assessments keeps them (start ─▶ select when all k are gathered).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def build_scale_graph() -> StateGraph[State, Context, InputState, OutputState]:
     builder.add_node("finalize", finalize)
 
     builder.add_edge(START, "start")
-    builder.add_conditional_edges("start", plan_decompositions, ["decompose"])
+    builder.add_conditional_edges("start", plan_decompositions, ["decompose", "select"])
     builder.add_edge("decompose", "select")
     builder.add_conditional_edges("select", plan_assessments, ["assess", "route"])
     builder.add_edge("assess", "route")

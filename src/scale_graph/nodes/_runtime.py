@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from scale_graph.context import Context
 from scale_graph.local import resolve_endpoint
 from scale_graph.models import Profiles, resolve_profiles
+from scale_graph.state import RoutePlan, State
 
 
 def now() -> float:
@@ -27,6 +28,16 @@ def context_of[C: Context](runtime: Runtime[C] | None) -> Context:
     if isinstance(ctx, dict):  # some callers hand the context over as a plain dict
         return Context(**ctx)
     return ctx
+
+
+def plan_from(ctx: Context) -> RoutePlan:
+    """The routing settings of ``ctx`` as the state keeps them (see :class:`~scale_graph.state.RoutePlan`)."""
+    return RoutePlan(candidates=max(1, ctx.candidates), assess=ctx.assess, threshold=ctx.threshold)
+
+
+def plan_of(state: State) -> RoutePlan:
+    """The routing settings recorded in the state (a thread from before they were recorded: the defaults)."""
+    return state.get("plan") or plan_from(Context())
 
 
 def profiles_of[C: Context](runtime: Runtime[C] | None) -> Profiles:

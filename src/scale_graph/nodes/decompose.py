@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -11,7 +11,7 @@ from langgraph.types import Send
 from scale_graph import prompts
 from scale_graph.context import Context
 from scale_graph.models import acall_json, messages_for
-from scale_graph.nodes._runtime import aprofiles_of, context_of, emit, trace
+from scale_graph.nodes._runtime import aprofiles_of, context_of, emit, plan_of, trace
 from scale_graph.state import Candidate, DecomposeTask, State
 
 SCHEMA: dict[str, Any] = {
@@ -24,12 +24,17 @@ SCHEMA: dict[str, Any] = {
 _FINAL = re.compile(r"final answer|original problem|whole problem", re.IGNORECASE)
 
 
-def plan_decompositions(state: State, runtime: Runtime[Context]) -> list[Send]:
-    """Fan out: one ``decompose`` task per candidate (k from Context)."""
-    problem = state["problem"]
-    k = max(1, context_of(runtime).candidates)
-    problem_id = state.get("problem_id")
-    return [Send("decompose", DecomposeTask(problem=problem, problem_id=problem_id, index=j)) for j in range(k)]
+def plan_decompositions(state: State) -> list[Send] | Literal["select"]:
+    """Fan out: one ``decompose`` task per candidate not yet gathered (k from the run's plan).
+
+    All k are missing on a run; a state edit written as ``start`` finds them gathered and goes on to ``select``
+    instead of sampling k more.
+    """
+    problem, problem_id = state["problem"], state.get("problem_id")
+    k, have = max(1, plan_of(state)["candidates"]), len(state.get("decompositions") or [])
+    if have >= k:
+        return "select"
+    return [Send("decompose", DecomposeTask(problem=problem, problem_id=problem_id, index=j)) for j in range(have, k)]
 
 
 def parse_decomposition(data: Any, max_subproblems: int, *, final_ask: bool) -> tuple[list[str], str | None]:

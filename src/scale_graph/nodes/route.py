@@ -13,7 +13,7 @@ from langgraph.types import Send
 
 from scale_graph.context import Context
 from scale_graph.nodes import _runtime
-from scale_graph.nodes._runtime import context_of
+from scale_graph.nodes._runtime import context_of, plan_from, plan_of
 from scale_graph.nodes.assess import assess_task
 from scale_graph.state import Mode, State
 
@@ -34,28 +34,34 @@ def budget_stop(state: State, ctx: Context, now: float) -> str | None:
     return None
 
 
-def route(state: State, runtime: Runtime[Context]) -> dict[str, Any] | None:
-    """The loop's junction: stop the run here when a budget is spent; :func:`next_step` then picks the way."""
-    if len(state.get("steps", [])) >= len(state["subproblems"]):
-        return None  # nothing left to start: no budget can stop it now
-    reason = budget_stop(state, context_of(runtime), _runtime.now())
-    return {"status": "budget_exhausted", "stop_reason": reason} if reason else None
+def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """The loop's junction: record this run segment's τ in the plan; stop the run here when a budget is spent.
 
-
-def next_step(state: State, runtime: Runtime[Context]) -> Literal["solve_fast", "solve_deep", "finalize"] | Send:
-    """Where the loop goes next: the one place Eq. 4 routes a sub-problem.
-
-    Finalize when every sub-problem is solved; else assess sub-problem i first (contextual policy, not yet
-    scored), or solve it in the mode Eq. 4 picks.
+    :func:`next_step` then picks the way from the state alone, so a state edit at any checkpoint routes too.
     """
     ctx = context_of(runtime)
-    i, n = len(state.get("steps", [])), len(state["subproblems"])
+    update: dict[str, Any] = {"plan": plan_from(ctx)}
+    if len(state.get("steps", [])) >= len(state["subproblems"]):
+        return update  # nothing left to start: no budget can stop it now
+    reason = budget_stop(state, ctx, _runtime.now())
+    return {**update, "status": "budget_exhausted", "stop_reason": reason} if reason else update
+
+
+def next_step(state: State) -> Literal["solve_fast", "solve_deep", "finalize"] | Send:
+    """Where the loop goes next: the one place Eq. 4 routes a sub-problem (τ from the run's plan).
+
+    Finalize when every sub-problem is solved or a budget stopped the run; else assess sub-problem i first
+    (contextual policy, not yet scored), or solve it in the mode Eq. 4 picks. It reads only the state: LangGraph
+    also calls it, without a runtime, when a state edit is written as ``route``.
+    """
+    plan = plan_of(state)
+    i, n = len(state.get("steps", [])), len(state.get("subproblems") or [])
     if i >= n or state.get("status") == "budget_exhausted":
         return "finalize"
     assessment = state.get("assessments", {}).get(str(i))
     if assessment is None:
-        if ctx.assess != "contextual":
+        if plan["assess"] != "contextual":
             raise RuntimeError(f"sub-problem {i} has no difficulty assessment under the upfront policy")
         return Send("assess", assess_task(state, i, contextual=True))
-    mode = select_mode(assessment["difficulty"], ctx.threshold)
+    mode = select_mode(assessment["difficulty"], plan["threshold"])
     return "solve_deep" if mode == "system2" else "solve_fast"
