@@ -15,12 +15,11 @@ be reached, times out after its retries, or refuses every request (401, 404 …)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
-import queue
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from scale_graph.eval.records import final_text, token_summary, units
 from scale_graph.eval.results import ResultsWriter, Row, attempt_key, read_rows
 from scale_graph.grading import GradingPool, grade
 from scale_graph.models import EndpointError, served_model_name
+from scale_graph.models.chat import aclose_chat_models
 
 
 @dataclass
@@ -71,6 +71,7 @@ class EvalRun:
     def settings(self) -> dict[str, Any]:
         """The Context fields the method depends on, the number of samples and the version of the prompts."""
         out = {name: getattr(self.context, name) for name in self.method.settings}
+        out.update(self.method.optional_settings_of(self.context))
         return {**out, "samples": self.samples, "prompts": prompts.version()}
 
     @property
@@ -167,16 +168,18 @@ def error_row(run: EvalRun, problem: Problem, sample: int, exc: BaseException, w
     }
 
 
-def run_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool | None = None) -> Row:
+async def arun_attempt(run: EvalRun, problem: Problem, sample: int, pool: GradingPool | None = None) -> Row:
     """Run one attempt through the method's graph, grade it and build its results row."""
     start = time.perf_counter()
-    output = run.method.graph().invoke(
+    output = await run.method.graph().ainvoke(
         {"problem": problem.problem, "problem_id": problem.id}, config=trace_config(run, problem, sample),
         context=run.context,
     )
     wall = time.perf_counter() - start
     unit_records = units(run.method, output)
-    verdict = grade(problem.answer, final_text(run.method, output, unit_records), run.dataset.kind, pool=pool)
+    # grading blocks on its worker pool (math-verify with a timeout): off the loop, so other attempts go on
+    verdict = await asyncio.to_thread(grade, problem.answer, final_text(run.method, output, unit_records),
+                                      run.dataset.kind, pool=pool)
     return {
         **_row_head(run, problem, sample),
         "answer": output.get("answer"),
@@ -217,61 +220,62 @@ def run_eval(
 ) -> EvalOutcome:
     """Run every pending attempt, up to ``run.concurrency`` at a time, appending each row as it finishes.
 
-    An attempt whose request the endpoint rejected (:func:`is_attempt_error`) is written as an error row and
-    the run goes on. Any other :class:`EndpointError` (which the graphs raise only after their transport
-    retries) stops the run, since every other attempt would fail the same way. Any other exception is
-    reported through ``on_failure`` and the attempt is left for the next run.
+    The attempts are tasks on one event loop (the graphs' async API), so hundreds in flight cost no thread
+    each. An attempt whose request the endpoint rejected (:func:`is_attempt_error`) is written as an error row
+    and the run goes on. Any other :class:`EndpointError` (which the graphs raise only after their transport
+    retries) stops the run, since every other attempt would fail the same way. Any other exception is reported
+    through ``on_failure`` and the attempt is left for the next run. Interrupted (Ctrl-C), the run loses only
+    the attempts in flight: every finished row is already written.
     """
+    async def on_a_loop_of_its_own() -> EvalOutcome:
+        try:
+            return await arun_eval(run, on_row=on_row, on_failure=on_failure, pool=pool)
+        finally:
+            await aclose_chat_models()  # the loop ends here: close its HTTP connections first
+
+    return asyncio.run(on_a_loop_of_its_own())
+
+
+async def arun_eval(
+    run: EvalRun,
+    *,
+    on_row: Callable[[Row], None] | None = None,
+    on_failure: Callable[[str, int, BaseException], None] | None = None,
+    pool: GradingPool | None = None,
+) -> EvalOutcome:
+    """:func:`run_eval` on the running event loop."""
     pending = run.pending()
     outcome = EvalOutcome(skipped=len(run.attempts()) - len(pending))
-    todo: queue.Queue[tuple[Problem, int]] = queue.Queue()
-    for item in pending:
-        todo.put(item)
-    finished: queue.Queue[tuple[Problem, int, Row | None, BaseException | None]] = queue.Queue()
-    stop = threading.Event()
+    todo = iter(pending)  # shared by the workers: each takes the next attempt when it is free
 
-    def work() -> None:
-        while not stop.is_set():
-            try:
-                problem, sample = todo.get_nowait()
-            except queue.Empty:
+    def record(problem: Problem, sample: int, row: Row | None, exc: BaseException | None) -> None:
+        if row is not None:
+            writer.append(row)
+            outcome.done += 1
+            outcome.errored += bool(row.get("error"))
+            if on_row:
+                on_row(row)
+            return
+        assert exc is not None
+        outcome.failed.append((problem.id, sample, f"{type(exc).__name__}: {exc}"))
+        if on_failure:
+            on_failure(problem.id, sample, exc)
+        if stops_run(exc) and outcome.stopped is None:
+            outcome.stopped = str(exc)
+
+    async def work() -> None:
+        for problem, sample in todo:
+            if outcome.stopped is not None:
                 return
             start = time.perf_counter()
             try:
-                finished.put((problem, sample, run_attempt(run, problem, sample, pool), None))
+                record(problem, sample, await arun_attempt(run, problem, sample, pool), None)
             except Exception as exc:  # reported per attempt; the run goes on unless the endpoint failed
                 if is_attempt_error(exc):
-                    finished.put((problem, sample, error_row(run, problem, sample, exc,
-                                                             time.perf_counter() - start), None))
-                    continue
-                if stops_run(exc):
-                    stop.set()
-                finished.put((problem, sample, None, exc))
+                    record(problem, sample, error_row(run, problem, sample, exc, time.perf_counter() - start), None)
+                else:
+                    record(problem, sample, None, exc)
 
-    # Daemon threads: an interrupted run exits at once and loses only the attempts in flight.
-    threads = [
-        threading.Thread(target=work, daemon=True, name=f"eval-{i}")
-        for i in range(min(run.concurrency, len(pending)))
-    ]
-    for thread in threads:
-        thread.start()
     with ResultsWriter(run.path) as writer:
-        while any(t.is_alive() for t in threads) or not finished.empty():
-            try:
-                problem, sample, row, exc = finished.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if row is not None:
-                writer.append(row)
-                outcome.done += 1
-                outcome.errored += bool(row.get("error"))
-                if on_row:
-                    on_row(row)
-                continue
-            assert exc is not None
-            outcome.failed.append((problem.id, sample, f"{type(exc).__name__}: {exc}"))
-            if on_failure:
-                on_failure(problem.id, sample, exc)
-            if stops_run(exc) and outcome.stopped is None:
-                outcome.stopped = str(exc)
+        await asyncio.gather(*(work() for _ in range(min(run.concurrency, len(pending)))))
     return outcome
