@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
+from collections import OrderedDict
 from typing import Any
 
 from langgraph.constants import TAG_NOSTREAM
@@ -45,13 +48,31 @@ def profiles_of[C: Context](runtime: Runtime[C] | None) -> Profiles:
     return resolve_profiles(resolve_endpoint(context_of(runtime)))
 
 
+_RESOLVED: OrderedDict[str, Profiles] = OrderedDict()
+"""Profiles already resolved, by the settings of a Context with an endpoint (most recent last)."""
+_RESOLVED_MAX = 256
+
+
 async def aprofiles_of[C: Context](runtime: Runtime[C] | None) -> Profiles:
-    """:func:`profiles_of` off the event loop, for ``async def`` nodes.
+    """:func:`profiles_of` for ``async def`` nodes: resolved once per run's settings, then from memory.
 
     The first call for an endpoint may ask it for ``/models``, or start the embedded model: blocking calls that
-    would stall every other run on the loop (``langgraph dev`` refuses them outright).
+    would stall every other run on the loop (``langgraph dev`` refuses them outright), so they run in a thread.
+    Every later call with the same settings (every node of every run of an evaluation) is answered on the loop,
+    without a thread: hundreds of runs in flight do not queue behind the loop's few executor threads.
     """
-    return await asyncio.to_thread(profiles_of, runtime)
+    ctx = context_of(runtime)
+    key = json.dumps([type(ctx).__name__, dataclasses.asdict(ctx)], sort_keys=True, default=str) \
+        if ctx.base_url else None
+    if key is not None and (hit := _RESOLVED.get(key)) is not None:
+        _RESOLVED.move_to_end(key)
+        return hit
+    profiles = await asyncio.to_thread(profiles_of, runtime)
+    if key is not None:
+        _RESOLVED[key] = profiles
+        while len(_RESOLVED) > _RESOLVED_MAX:
+            _RESOLVED.popitem(last=False)
+    return profiles
 
 
 def emit[C: Context](runtime: Runtime[C] | None, event: str, **data: Any) -> None:
