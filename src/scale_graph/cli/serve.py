@@ -15,14 +15,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = ServerSettings()
     p = sub.add_parser(
         "serve", help="run the production server (Aegra, PostgreSQL, Redis broker, API keys)",
-        description="Serve the graphs of langgraph.json over the Agent Protocol (langgraph-sdk, RemoteGraph) "
+        description="Serve SCALE and its baselines over the Agent Protocol (langgraph-sdk, RemoteGraph) "
                     "with Aegra, on PostgreSQL with the Redis broker and checkpoint durability 'sync'. Clients "
                     f"authenticate with an API key from ${KEYS_ENV} or ${KEYS_FILE_ENV} (name:key entries, "
                     f"keys of {MIN_KEY_LENGTH}+ characters). The server refuses to start unless a start-up "
                     "self-check proves that unauthenticated requests are rejected. The model endpoint is "
                     "$SCALE_BASE_URL (or --base-url); without one, the embedded model runs in the server.")
     p.add_argument("--config", type=Path, default=defaults.langgraph_json,
-                   help="the langgraph.json whose graphs are served (default ./langgraph.json)")
+                   help="a langgraph.json whose graphs to serve instead of the package's own (scale, cot, "
+                        "majority, inftythink); graphs as ./path/file.py:variable or package.module:variable")
     p.add_argument("--host", default=defaults.host, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=defaults.port, help=f"port (default {defaults.port})")
     p.add_argument("--database-url", default=defaults.database_url,

@@ -1,6 +1,8 @@
 """The production server's settings, and the Aegra configuration and environment derived from them.
 
-The graphs come from the project's ``langgraph.json`` (the same file ``langgraph dev`` serves); ``scale serve``
+The graphs come from a ``langgraph.json``: by default the one shipped in the package (``server/langgraph.json``,
+module paths, so an installed package serves without a checkout; the same graphs as the checkout's root
+``langgraph.json``, which ``langgraph dev`` serves), or the one ``--config`` names. ``scale serve``
 adds the parts Aegra needs for production and writes the result to a private file for the server's lifetime:
 the auth handler, checkpoint durability ``sync``, PostgreSQL, and the Redis broker.
 
@@ -19,6 +21,7 @@ Settings default from the environment (flags of ``scale serve`` win):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -35,6 +38,8 @@ DEFAULT_AUTH = "scale_graph.server.auth:auth"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/scale"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+PACKAGED_GRAPHS = Path(__file__).with_name("langgraph.json")
+"""The graphs this package serves (package data, module paths), so ``scale serve`` needs no checkout."""
 
 
 def _env(name: str, default: str) -> str:
@@ -123,8 +128,8 @@ class ServerLimits:
 class ServerSettings:
     """How ``scale serve`` runs Aegra."""
 
-    langgraph_json: Path = Path("langgraph.json")
-    """The project's LangGraph config: its ``graphs`` are served."""
+    langgraph_json: Path = PACKAGED_GRAPHS
+    """The LangGraph config whose ``graphs`` are served (default: the package's own, :data:`PACKAGED_GRAPHS`)."""
     host: str = "127.0.0.1"
     port: int = 2026
     database_url: str = field(default_factory=lambda: _env("SCALE_DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -156,8 +161,8 @@ def read_graphs(langgraph_json: Path) -> dict[str, Any]:
     try:
         config = json.loads(langgraph_json.read_text())
     except OSError as exc:
-        raise ValueError(f"cannot read {langgraph_json} ({exc.strerror}): run `scale serve` in the project "
-                         "directory or pass --config PATH/langgraph.json") from exc
+        raise ValueError(f"cannot read {langgraph_json} ({exc.strerror}): pass --config "
+                         "PATH/langgraph.json, or no --config to serve the package's own graphs") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{langgraph_json} is not valid JSON: {exc}") from exc
     base = langgraph_json.resolve().parent
@@ -167,12 +172,26 @@ def read_graphs(langgraph_json: Path) -> dict[str, Any]:
 
     def absolute(spec: str) -> str:
         path, _, export = spec.partition(":")
+        if "/" not in path and not path.endswith(".py"):  # module syntax, as langgraph-api reads it
+            return f"{module_file(path, langgraph_json)}:{export}"
         return f"{(base / path).resolve()}:{export}"
 
     return {
         "graphs": {name: absolute(spec if isinstance(spec, str) else spec["path"]) for name, spec in graphs.items()},
         "dependencies": [str((base / dep).resolve()) for dep in config.get("dependencies", [])],
     }
+
+
+def module_file(module: str, langgraph_json: Path) -> Path:
+    """The file of an importable module (Aegra loads graphs from files; langgraph.json may name modules)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"{langgraph_json}: cannot import the graph module {module!r} ({exc})") from exc
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise ValueError(f"{langgraph_json}: no Python module {module!r} is installed (a graph is "
+                         "'package.module:variable' or './path/file.py:variable')")
+    return Path(spec.origin).resolve()
 
 
 def auth_path(spec: str) -> str:

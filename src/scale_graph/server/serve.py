@@ -29,6 +29,7 @@ from scale_graph.server.auth import ApiKeyConfigError, configured_entries, confi
 from scale_graph.server.config import (
     DEFAULT_AUTH,
     LIMITS,
+    PACKAGED_GRAPHS,
     ServerLimits,
     ServerSettings,
     aegra_config,
@@ -96,13 +97,18 @@ def guard(app: Any, gate: Gate, settings: ServerSettings, limits: ServerLimits) 
 
 
 def context_schemas() -> list[type]:
-    """The context schemas of the graphs this package serves (Context, and any subclass a graph uses)."""
+    """The context schemas of the graphs this package serves (Context, and BaselineContext for the baselines).
+
+    Read from the package's graphs (:data:`~scale_graph.server.config.PACKAGED_GRAPHS`): run settings are checked
+    against these schemas whatever ``--config`` serves; a graph that does not load is Aegra's to report.
+    """
     import importlib
 
     schemas: list[type] = [Context]
-    for module in ("scale", "cot", "majority", "inftythink"):
+    for spec in json.loads(PACKAGED_GRAPHS.read_text())["graphs"].values():
+        module, _, variable = spec.partition(":")
         try:
-            graph = importlib.import_module(f"scale_graph.graph.{module}").graph
+            graph = getattr(importlib.import_module(module), variable)
         except (ImportError, AttributeError):
             continue
         schema = getattr(graph, "context_schema", None)
