@@ -191,3 +191,39 @@ def test_the_router_needs_no_runtime() -> None:
     assert next_step(state) == "solve_deep"
     state["plan"]["threshold"] = 0.6
     assert next_step(state) == "solve_fast"  # d == τ is System 1 (Eq. 4)
+
+
+# --- the baselines behave the same way ----------------------------------------------------------------------
+
+
+def echo_cot(body: dict[str, Any]) -> Reply:
+    """A chain-of-thought reply boxing the number the problem asks for."""
+    return Reply(content=f"So \\boxed{{{number_in(str(body['messages'][-1]['content']))}}}")
+
+
+@pytest.mark.parametrize("name, context", [("cot", {}), ("majority", {"samples": 3}),
+                                           ("inftythink", {"rounds": 2})])
+def test_a_baseline_solves_a_new_problem_on_a_used_thread_afresh(fake_models, name, context) -> None:
+    from scale_graph.baselines import graphs
+
+    fake_models(echo_cot)
+    graph = getattr(graphs, f"compile_{name}_graph")(checkpointer=InMemorySaver())
+    ctx = fake_context(**context)
+    first = graph.invoke({"problem": "What is 7?"}, config("t1"), context=ctx)
+    second = graph.invoke({"problem": "What is 12?"}, config("t1"), context=ctx)
+    assert (first["answer"], second["answer"]) == ("7", "12")
+    records = second["rounds"] if name == "inftythink" else second["samples"]
+    assert len(records) == (3 if name == "majority" else 1)  # replaced, not appended to
+    assert second["usage"]["solve"]["calls"] == len(records)
+
+
+def test_an_edit_in_an_inftythink_run_routes_without_a_runtime(fake_models) -> None:
+    from scale_graph.baselines.graphs import compile_inftythink_graph
+
+    fake_models(lambda body: Reply(content="SUMMARY" if "summarize" in body["messages"][0]["content"]
+                                   else "not finished"))
+    graph = compile_inftythink_graph(checkpointer=InMemorySaver())
+    graph.invoke({"problem": "What is 7?"}, config("t1"), context=fake_context(rounds=3))
+    after_think = next(s for s in graph.get_state_history(config("t1")) if s.next == ("summarize",))
+    edited = graph.update_state(after_think.config, {"plan": {"rounds": 1}})  # written as think: after_round runs
+    assert graph.get_state(edited).next == ("conclude",)

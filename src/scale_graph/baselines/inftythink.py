@@ -13,11 +13,12 @@ import dataclasses
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from scale_graph import prompts
 from scale_graph.baselines.context import BaselineContext, knobs
 from scale_graph.baselines.sampling import reply_record
-from scale_graph.baselines.state import InftyThinkState, Round, Summary
+from scale_graph.baselines.state import InftyThinkPlan, InftyThinkState, Round, Summary
 from scale_graph.models import acall_model, messages_for
 from scale_graph.nodes._runtime import aprofiles_of, emit
 from scale_graph.nodes.finalize import NO_BOXED_ANSWER
@@ -29,6 +30,18 @@ def round_prompt(problem: str, summary: str | None, round_index: int, rounds: in
     if summary is None:
         return prompts.INFTY_FIRST.format(problem=problem)
     return prompts.INFTY_NEXT.format(problem=problem, summary=summary, round=round_index + 1, rounds=rounds)
+
+
+FRESH_ROUNDS: dict[str, Any] = {"rounds": Overwrite([]), "summaries": Overwrite([]), "usage": Overwrite({}),
+                                "answer": None, "answer_fallback": None}
+"""The per-problem state a new problem on a used thread replaces (``Overwrite`` bypasses the reducers)."""
+
+
+def start_rounds(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:
+    """Reject an unusable problem; record the round limit; a new problem on a used thread starts afresh."""
+    update: dict[str, Any] = {"problem": check_problem(state.get("problem")),
+                              "plan": InftyThinkPlan(rounds=max(1, knobs(runtime).rounds))}
+    return {**update, **FRESH_ROUNDS} if state.get("rounds") else update
 
 
 async def think(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:
@@ -51,12 +64,13 @@ async def think(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> di
     return {"rounds": [result], "usage": {"solve": reply.usage()}}
 
 
-def after_round(state: InftyThinkState, runtime: Runtime[BaselineContext]) -> Literal["summarize", "conclude"]:
-    """Conclude at a boxed answer or the round limit; otherwise summarize and go on."""
+def after_round(state: InftyThinkState) -> Literal["summarize", "conclude"]:
+    """Conclude at a boxed answer or the round limit (from the run's plan); otherwise summarize and go on."""
     rounds = state.get("rounds", [])
     if not rounds:
         raise RuntimeError("after_round reached with no round")
-    if rounds[-1]["answer"] is not None or len(rounds) >= max(1, knobs(runtime).rounds):
+    limit = max(1, (state.get("plan") or {}).get("rounds", 1))
+    if rounds[-1]["answer"] is not None or len(rounds) >= limit:
         return "conclude"
     return "summarize"
 

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Overwrite, Send
 
 from scale_graph import prompts
 from scale_graph.answers import extract_boxed
 from scale_graph.baselines.context import BaselineContext, knobs
-from scale_graph.baselines.state import Sample, SampleTask, SamplingState, Vote
+from scale_graph.baselines.state import Sample, SampleTask, SamplingPlan, SamplingState, Vote
 from scale_graph.grading import group_answers, majority
 from scale_graph.models import ModelReply, acall_model, messages_for
 from scale_graph.nodes._runtime import aprofiles_of, emit
@@ -40,11 +40,22 @@ def reply_record(index: int, reply: ModelReply) -> Sample:
     )
 
 
-def plan_samples(state: InputState, runtime: Runtime[BaselineContext]) -> list[Send]:
-    """Fan out: one ``sample`` task per sample (n from Context). Also rejects an unusable problem."""
-    problem = check_problem(state.get("problem"))
-    n = max(1, knobs(runtime).samples)
-    return [Send("sample", SampleTask(problem=problem, index=j)) for j in range(n)]
+FRESH_SAMPLING: dict[str, Any] = {"samples": Overwrite([]), "votes": [], "usage": Overwrite({}), "answer": None,
+                                  "answer_fallback": None}
+"""The per-problem state a new problem on a used thread replaces (``Overwrite`` bypasses the reducers)."""
+
+
+def start_sampling(state: SamplingState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:
+    """Reject an unusable problem; record n for the fan-out; a new problem on a used thread starts afresh."""
+    update: dict[str, Any] = {"problem": check_problem(state.get("problem")),
+                              "plan": SamplingPlan(samples=max(1, knobs(runtime).samples))}
+    return {**update, **FRESH_SAMPLING} if state.get("samples") else update
+
+
+def plan_samples(state: SamplingState) -> list[Send]:
+    """Fan out: one ``sample`` task per sample not yet drawn (n from the run's plan)."""
+    n, have = max(1, (state.get("plan") or {}).get("samples", 1)), len(state.get("samples") or [])
+    return [Send("sample", SampleTask(problem=state["problem"], index=j)) for j in range(have, n)]
 
 
 async def sample(task: SampleTask | InputState, runtime: Runtime[BaselineContext]) -> dict[str, Any]:

@@ -44,9 +44,23 @@ class SampleTask(TypedDict):
     index: int
 
 
+class SamplingPlan(TypedDict):
+    """What the ``majority`` fan-out follows, copied from the Context by ``start`` (so it reads only the state)."""
+
+    samples: int
+
+
+class InftyThinkPlan(TypedDict):
+    """What ``after_round`` follows, copied from the Context by ``start`` (so it reads only the state)."""
+
+    rounds: int
+
+
 class SamplingState(InputState):
     """The internal state of the ``cot`` and ``majority`` graphs."""
 
+    plan: SamplingPlan
+    """n, the samples to draw (``cot``: 1), set by ``start``."""
     samples: Annotated[list[Sample], operator.add]
     """Replies gathered from the fan-out (append-only)."""
     votes: list[Vote]
@@ -87,6 +101,8 @@ class Summary(TypedDict):
 class InftyThinkState(InputState):
     """The internal state of the ``inftythink`` graph."""
 
+    plan: InftyThinkPlan
+    """The most rounds, set by ``start``."""
     rounds: Annotated[list[Round], operator.add]
     summaries: Annotated[list[Summary], operator.add]
     answer: str | None
