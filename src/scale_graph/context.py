@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 
 from scale_graph.settings import URL_PATTERN, field_rules, validate_settings
 
-AssessPolicy = Literal["upfront", "contextual"]
+AssessPolicy = Literal["upfront", "contextual", "agreement"]
 PresetName = Literal["auto", "prompted", "qwen3-hybrid", "paired"]
 FinalStep = Literal["question", "decomposed"]
 
@@ -62,8 +62,17 @@ class Context:
         metadata={
             "description": "'upfront': score every sub-problem at once from P and the earlier sub-problem "
             "texts (reference code). 'contextual': score each just before solving it, with the earlier "
-            "solutions in view (paper Eq. 3)."
+            "solutions in view (paper Eq. 3). 'agreement': just before solving it, sample System 1 "
+            "agreement_samples times with its Eq. 5 context and set d from how much the answers disagree; a "
+            "step routed to System 1 reuses the modal sample (no extra call)."
         },
+    )
+    agreement_samples: int = field(
+        default=3,
+        metadata={"description": "assess='agreement': System 1 samples per sub-problem (m, requested concurrently). "
+                  "d = (m - size of the largest group of equal answers) / (m - 1): 0 when all agree, 1 when all "
+                  "differ or none has a boxed answer.",
+                  "ge": 2, "le": 16},
     )
     final_step: FinalStep = field(
         default="question",
@@ -174,6 +183,28 @@ class Context:
         metadata={"description": "Budget: wall-clock seconds since the run started (time stopped before a resume "
                   "counts). Checked before each sub-problem, like the token budget. Empty: no cap.",
                   "gt": 0, "le": 7 * 86_400},
+    )
+    token_budget: int | None = field(
+        default=None,
+        metadata={"description": "Budget routing: instead of a fixed τ, give System 2 to the sub-problems in order "
+                  "of difficulty while the expected completion tokens of the whole problem (spent so far plus the "
+                  "expected cost of the rest) stay within this many; the effective τ chosen is recorded on the "
+                  "run. A target, not a cap (max_tokens_per_problem is the cap). Empty: route by threshold.",
+                  "ge": 1, "le": 10**9},
+    )
+    system1_token_cost: float | None = field(
+        default=None,
+        metadata={"description": "Budget routing: expected completion tokens of one System 1 solve (e.g. from "
+                  "`scale calibrate`). Empty: the mean of this run's earlier System 1 steps, else "
+                  "system1_max_tokens.",
+                  "gt": 0, "le": MAX_TOKENS_LIMIT},
+    )
+    system2_token_cost: float | None = field(
+        default=None,
+        metadata={"description": "Budget routing: expected completion tokens of one System 2 solve (e.g. from "
+                  "`scale calibrate`). Empty: the mean of this run's earlier System 2 steps, else "
+                  "system2_max_tokens.",
+                  "gt": 0, "le": MAX_TOKENS_LIMIT},
     )
     max_concurrent_requests: int | None = field(
         default=None,

@@ -10,12 +10,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from scale_graph.cli import (
+    calibrate,
+    fork,
+    history,
+    replay,
+    report,
+    resume,
+    serve,
+    show,
+    solve,
+    sweep,
+    threads,
+    traces,
+    vllm,
+)
 from scale_graph.cli import eval as eval_command
-from scale_graph.cli import fork, history, replay, report, resume, serve, show, solve, sweep, threads, traces, vllm
 from scale_graph.cli import reproduce as reproduce_command
 
-COMMANDS = [solve, eval_command, sweep, reproduce_command, report, traces, threads, show, history, resume, replay, fork,
-            serve, vllm]
+COMMANDS = [solve, eval_command, sweep, reproduce_command, report, calibrate, traces, threads, show, history, resume,
+            replay, fork, serve, vllm]
 """Sub-command modules, in the order ``--help`` lists them."""
 
 EXIT_USAGE = 2

@@ -18,7 +18,9 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--threshold", "threshold", float, "τ: d > τ goes to System 2 (default 0.2; 1 = all System 1, -1 = all "
      "System 2)"),
     ("--candidates", "candidates", int, "k candidate decompositions (default 8)"),
-    ("--assess", "assess", str, "difficulty policy: upfront (default) or contextual"),
+    ("--assess", "assess", str, "difficulty policy: upfront (default), contextual, or agreement (d from how much "
+     "System 1 samples disagree)"),
+    ("--agreement-samples", "agreement_samples", int, "assess agreement: System 1 samples per sub-problem (default 3)"),
     ("--preset", "preset", str, "auto (default: qwen3-hybrid for a Qwen3 hybrid model, else prompted), prompted, "
      "qwen3-hybrid or paired"),
     ("--final-step", "final_step", str, "question (default, reference code: the last sub-problem is the original "
@@ -41,6 +43,12 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--max-seconds-per-problem", "max_seconds_per_problem", float, "budget: stop starting sub-problems after this "
      "many seconds (default: no cap)"),
     ("--request-timeout", "request_timeout", float, "seconds to wait for one model reply (default 600)"),
+    ("--token-budget", "token_budget", int, "route under a budget instead of τ: System 2 goes to the hardest "
+     "sub-problems while the expected completion tokens per problem stay within N (default: route by τ)"),
+    ("--system1-token-cost", "system1_token_cost", float, "budget routing: expected tokens of a System 1 solve "
+     "(default: this run's mean so far, else --system1-max-tokens)"),
+    ("--system2-token-cost", "system2_token_cost", float, "budget routing: expected tokens of a System 2 solve "
+     "(default: this run's mean so far, else --system2-max-tokens)"),
 ]
 
 
@@ -71,7 +79,7 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
     for flag, dest, typ, help_text in _CONTEXT_FLAGS:
         kwargs: dict[str, Any] = {"dest": dest, "type": setting_type(dest, typ), "default": None, "help": help_text}
         if dest == "assess":
-            kwargs["choices"] = ["upfront", "contextual"]
+            kwargs["choices"] = ["upfront", "contextual", "agreement"]
         if dest == "preset":
             kwargs["choices"] = ["auto", "prompted", "qwen3-hybrid", "paired"]
         if dest == "final_step":

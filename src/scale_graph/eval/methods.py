@@ -39,6 +39,15 @@ class Method:
     """True when the n samples are voted into one answer (``majority``), not graded one by one."""
     context_class: type[Context] = Context
     """The graph's context schema: ``Context`` for SCALE, ``BaselineContext`` for the baselines."""
+    optional_settings: tuple[str, ...] = ()
+    """Context fields this method's result depends on that are recorded only when set away from their default, so
+    runs made before the field existed keep their identity (and resume)."""
+
+    def optional_settings_of(self, ctx: Context) -> dict[str, Any]:
+        """The :attr:`optional_settings` of ``ctx`` that differ from the field's default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(Context)}
+        return {name: getattr(ctx, name) for name in self.optional_settings
+                if getattr(ctx, name) != defaults.get(name)}
 
     def graph(self) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The compiled graph (imported on first use, so naming a method compiles nothing else)."""
@@ -70,6 +79,8 @@ _SCALE = (
     "control_max_tokens",
     "max_subproblems",
 )
+_SCALE_OPTIONAL = ("agreement_samples", "token_budget", "system1_token_cost", "system2_token_cost")
+"""SCALE settings added after runs were recorded: the agreement assessor's m and budget routing."""
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -80,6 +91,7 @@ METHODS: dict[str, Method] = {
             _SCALE_GRAPH,
             "sub-problem",
             _SCALE,
+            optional_settings=_SCALE_OPTIONAL,
         ),
         Method(
             "cot",
@@ -113,6 +125,7 @@ METHODS: dict[str, Method] = {
             "sub-problem",
             _SCALE,
             {"threshold": 1.0},
+            optional_settings=_SCALE_OPTIONAL,
         ),
         Method(
             "all-deep",
@@ -121,6 +134,7 @@ METHODS: dict[str, Method] = {
             "sub-problem",
             _SCALE,
             {"threshold": -1.0},
+            optional_settings=_SCALE_OPTIONAL,
         ),
     ]
 }

@@ -40,11 +40,50 @@ def solve_messages(profiles: Profiles, problem: str, subproblems: list[str], ste
     return messages
 
 
+def reused_sample(state: State, mode: Mode) -> dict[str, Any] | None:
+    """The update of a System 1 step that reuses the agreement assessor's modal sample, or None to call the model.
+
+    Only ``assess="agreement"`` leaves samples on an assessment; each was sent exactly as this step's System 1
+    request would be (same Eq. 5 context, same profile), so the modal one is this step's System 1 solution. Its
+    tokens were counted under the ``assess`` stage when it was drawn, so the update adds no usage; the step's own
+    token fields are the sample's (a unit's cost is what its solution cost).
+    """
+    i = len(state.get("steps", []))
+    assessment = state["assessments"][str(i)]
+    samples, modal = assessment.get("samples") or [], assessment.get("modal")
+    if mode != "system1" or modal is None or not 0 <= modal < len(samples):
+        return None
+    sample = samples[modal]
+    step = StepResult(
+        index=i,
+        subproblem=state["subproblems"][i],
+        difficulty=assessment["difficulty"],
+        assessed_difficulty=assessment.get("assessed", assessment["difficulty"]),
+        forced=assessment.get("forced"),
+        mode=mode,
+        solution=sample["solution"],
+        reasoning=sample["reasoning"],
+        prompt_tokens=sample["prompt_tokens"],
+        completion_tokens=sample["completion_tokens"],
+        cached_tokens=sample["cached_tokens"],
+        latency=sample["latency"],
+        finish_reason=sample["finish_reason"],
+        fallback="; ".join(f for f in (assessment["fallback"], sample["fallback"]) if f) or None,
+        from_sample=modal,
+    )
+    return {"steps": [step]}
+
+
 async def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any]:
-    profiles = await aprofiles_of(runtime)
     steps = state.get("steps", [])
     i = len(steps)
     assessment = state["assessments"][str(i)]
+    if (update := reused_sample(state, mode)) is not None:
+        emit(runtime, "solving", index=i, mode=mode, difficulty=assessment["difficulty"])
+        emit(runtime, "solved", index=i, mode=mode, completion_tokens=update["steps"][0]["completion_tokens"],
+             seconds=update["steps"][0]["latency"], reused_sample=assessment.get("modal"))
+        return update
+    profiles = await aprofiles_of(runtime)
     profile = profiles.for_mode(mode)
     emit(runtime, "solving", index=i, mode=mode, difficulty=assessment["difficulty"])
     reply = await acall_model(
@@ -75,7 +114,7 @@ async def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[st
 
 
 async def solve_fast(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """System 1: answer the sub-problem directly with the small budget."""
+    """System 1: answer the sub-problem directly with the small budget (or reuse the agreement assessor's sample)."""
     return await _solve(state, runtime, "system1")
 
 
