@@ -14,9 +14,15 @@ Settings default from the environment (flags of ``scale serve`` win):
 ``SCALE_REDIS_URL``            Redis for the broker and the job queue (default ``redis://127.0.0.1:6379/0``)
 ``SCALE_MAX_BODY_BYTES``       largest request body accepted (default 1 MiB)
 ``SCALE_SERVER_API_KEYS``      the API keys (see :mod:`scale_graph.server.auth`)
-``SCALE_SERVER_MAX_*``,        what clients may set and what one tenant may use at once (:data:`LIMITS`,
-``SCALE_SERVER_TENANT_*``      :class:`ServerLimits`)
+``SCALE_SERVER_MAX_*``,        what clients may set, what one tenant may use at once, and how many runs this
+``SCALE_SERVER_TENANT_*``      process executes at once (``SCALE_SERVER_CONCURRENT_RUNS``, default 30):
+                               :data:`LIMITS`, :class:`ServerLimits`
 ============================== ===================================================
+
+Several ``scale serve`` processes on one PostgreSQL database and one Redis are one server: Aegra queues every run
+in Redis (the queue key is derived from the database name, so they share it), any process pops it, leases it in
+PostgreSQL and heartbeats the lease while it runs; a process that dies stops heartbeating, and the lease reaper of
+any live process re-queues its runs, which resume from their last checkpoint (docs/deploy.md, "Scale-out").
 """
 
 from __future__ import annotations
@@ -79,9 +85,13 @@ LIMITS: dict[str, Limit] = {
     "tenant_model_requests": Limit("SCALE_SERVER_TENANT_MODEL_REQUESTS", 8, ("max_concurrent_requests",),
                                    "model requests in flight per tenant, over all its runs; more wait"),
     "retry_after": Limit("SCALE_SERVER_RETRY_AFTER", 5, (), "the Retry-After (seconds) of a 429"),
+    "concurrent_runs": Limit("SCALE_SERVER_CONCURRENT_RUNS", 30, (), "runs this server process executes at once "
+                             "(Aegra's WORKER_COUNT x N_JOBS_PER_WORKER, default 3 x 10); more wait in the Redis "
+                             "queue for a free place on any server of the database"),
 }
-"""Every operator limit of ``scale serve`` (docs/serving.md lists them). Each is at least 1; a limit on Context
-fields is at least each field's default, so a run that sets nothing is always accepted."""
+"""Every operator limit of ``scale serve`` (docs/serving.md lists them): what clients may set, what one tenant may
+use at once, and what this process executes at once. Each is at least 1; a limit on Context fields is at least
+each field's default, so a run that sets nothing is always accepted."""
 
 
 class LimitsError(ValueError):
@@ -212,7 +222,12 @@ def aegra_config(settings: ServerSettings) -> dict[str, Any]:
 
 
 def aegra_environment(settings: ServerSettings, config_path: Path) -> dict[str, str]:
-    """The environment Aegra reads its settings from (it reads them once, when first imported)."""
+    """The environment Aegra reads its settings from (it reads them once, when first imported).
+
+    The runs executed at once (``SCALE_SERVER_CONCURRENT_RUNS``) are one worker loop with that many places, so the
+    figure is exact (Aegra's ``WORKER_COUNT`` loops of ``N_JOBS_PER_WORKER`` places each would round it).
+    """
+    limits = settings.limits or ServerLimits.from_env()
     return {
         "AEGRA_CONFIG": str(config_path),
         "DATABASE_URL": settings.database_url,
@@ -220,6 +235,8 @@ def aegra_environment(settings: ServerSettings, config_path: Path) -> dict[str, 
         "REDIS_URL": settings.redis_url,
         "REDIS_CHANNEL_PREFIX": settings.redis_prefix + "run:",
         "WORKER_QUEUE_KEY": settings.redis_prefix + "jobs",
+        "WORKER_COUNT": "1",
+        "N_JOBS_PER_WORKER": str(limits["concurrent_runs"]),
         "AEGRA_CHECKPOINT_DURABILITY": DURABILITY,
         "HOST": settings.host,
         "PORT": str(settings.port),
