@@ -16,7 +16,9 @@ with FakeOpenAIServer(script) as server:
     server.requests  # every request body, in arrival order
 ```
 
-A :class:`Reply` can carry a status code (429, 500, 503 …), a delay, a dropped connection, or a malformed body.
+A :class:`Reply` can carry a status code (429, 500, 503 …, with a ``Retry-After``), a delay, a dropped connection, a
+malformed body, no finish reason, empty or null ``choices``, missing or bad ``usage``, a stream cut off half way, or
+a body trickled a byte at a time.
 Used by the unit tests (through the real HTTP client), the fault tests and the benchmarks.
 
 ``FakeVLLMServer`` is the same server behaving like production: vLLM serving a Qwen3 hybrid model
@@ -54,7 +56,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from scale_graph import prompts
 
@@ -79,9 +81,23 @@ class Reply:
     """Send the status line, headers and half of the body, then close the connection."""
     malformed: bool = False
     """Answer 200 with a body that is not JSON."""
-    finish_reason: str = "stop"
+    finish_reason: str | None = "stop"
+    """None: a reply without a finish reason (streamed: the last chunk says none)."""
     completion_tokens: int | None = None
     """Reported completion tokens (default: a word count of content + reasoning)."""
+    choices: Literal["empty", "null"] | None = None
+    """HTTP fakes: answer with ``"choices": []`` (``"empty"``) or ``"choices": null`` (``"null"``); streamed,
+    every chunk carries them so."""
+    usage: Any = "counted"
+    """HTTP fakes: the usage to report. ``"counted"``: the word counts; None: no usage at all; a dict: sent as is
+    (e.g. ``{"prompt_tokens": 5, "completion_tokens": -3, "total_tokens": 2}``)."""
+    retry_after: str | None = None
+    """HTTP fakes: a ``Retry-After`` header on the response (with ``status`` 429 or 503)."""
+    cut_stream: bool = False
+    """HTTP fakes, streamed: send the first half of the deltas, then close the connection (no finish reason, no
+    usage, no ``[DONE]``)."""
+    trickle: float = 0.0
+    """HTTP fakes: send the response body one byte at a time, this many seconds apart."""
 
 
 Script = Callable[[dict[str, Any]], Reply]
@@ -245,15 +261,28 @@ class FakeOpenAIServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+            def _send(self, status: int, payload: bytes, content_type: str = "application/json", *,
+                      headers: dict[str, str] | None = None, trickle: float = 0.0) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                self._write(payload, trickle)
 
-            def _send_json(self, status: int, body: dict[str, Any]) -> None:
-                self._send(status, json.dumps(body).encode())
+            def _send_json(self, status: int, body: dict[str, Any], **options: Any) -> None:
+                self._send(status, json.dumps(body).encode(), **options)
+
+            def _write(self, data: bytes, trickle: float) -> None:
+                """Write ``data`` at once, or one byte every ``trickle`` seconds."""
+                if not trickle:
+                    self.wfile.write(data)
+                    return
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(trickle)
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
@@ -303,25 +332,38 @@ class FakeOpenAIServer:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else None
                 if reply.status != 200:
-                    self._send_json(reply.status, fake.error_body(reply.status, f"scripted HTTP {reply.status}"))
+                    self._send_json(reply.status, fake.error_body(reply.status, f"scripted HTTP {reply.status}"),
+                                    headers=headers, trickle=reply.trickle)
                     return
                 if body.get("stream"):
                     self._stream(body, reply)
                     return
-                self._send_json(200, fake.render(body, reply))
+                self._send_json(200, with_reply_faults(fake.render(body, reply), reply), headers=headers,
+                                trickle=reply.trickle)
 
             def _stream(self, body: dict[str, Any], reply: Reply) -> None:
-                """Server-sent events: reasoning then content a word at a time, then usage, then [DONE]."""
+                """Server-sent events: reasoning then content a word at a time, then usage, then [DONE].
+
+                ``reply.cut_stream``: the first half of the deltas, then the connection closes.
+                """
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                for chunk in fake.stream(body, reply):
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                chunks = [with_reply_faults(c, reply) for c in fake.stream(body, reply)]
+                chunks = [c for c in chunks if c is not None]
+                if reply.cut_stream:
+                    deltas = [c for c in chunks if not c.get("usage") and not any(
+                        (choice or {}).get("finish_reason") for choice in c.get("choices") or [])]
+                    chunks = deltas[: max(1, len(deltas) // 2)]
+                for chunk in chunks:
+                    self._write(f"data: {json.dumps(chunk)}\n\n".encode(), reply.trickle)
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
+                if not reply.cut_stream:
+                    self._write(b"data: [DONE]\n\n", reply.trickle)
 
         self._server = _QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
@@ -380,6 +422,24 @@ def stream_chunks(body: dict[str, Any], reply: Reply, model: str, full: dict[str
     if (body.get("stream_options") or {}).get("include_usage"):
         chunks.append({**chunk({}), "choices": [], "usage": full["usage"]})
     return chunks
+
+
+def with_reply_faults(data: dict[str, Any], reply: Reply) -> Any:
+    """A completion body or stream chunk with ``reply.choices`` and ``reply.usage`` applied.
+
+    A stream's usage chunk becomes None when the reply reports no usage (the caller leaves it out).
+    """
+    data = dict(data)
+    if reply.choices is not None and "choices" in data:
+        data["choices"] = [] if reply.choices == "empty" else None
+    if reply.usage != "counted" and "usage" in data:
+        if reply.usage is None:
+            if data.get("object") == "chat.completion.chunk":
+                return None
+            del data["usage"]
+        else:
+            data["usage"] = reply.usage
+    return data
 
 
 def _pieces(text: str) -> list[str]:
@@ -717,7 +777,8 @@ def _make_fake_chat_model(fakes: FakeChatModels, profile: Any) -> Any:
                 "temperature": profile.temperature,
                 "top_p": profile.top_p,
                 **profile.body_extras(),
-                **kwargs,
+                **{k: v for k, v in kwargs.items() if k != "extra_body"},
+                **(kwargs.get("extra_body") or {}),  # merged into the body, as the OpenAI client does
             }
 
         def _result(self, body: dict[str, Any], reply: Reply) -> ChatResult:

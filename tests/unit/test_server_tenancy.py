@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 
 import pytest
 from langchain_core.runnables.config import var_child_runnable_config
 
-from scale_graph.models import client
+from scale_graph.context import Context
+from scale_graph.models import acall_model, build_profiles, client, messages_for
+from scale_graph.models.chat import aclose_chat_models
 from scale_graph.server import tenancy
 from scale_graph.server.tenancy import TenantSlots, current_tenant
+from scale_graph.testing import FakeOpenAIServer, Reply
 
 
 def as_tenant(identity: str | None) -> None:
@@ -66,8 +71,6 @@ async def test_requests_outside_a_tenant_run_are_not_limited() -> None:
 
 
 def test_the_sync_slot_limits_per_tenant_too() -> None:
-    import threading
-
     slots = TenantSlots(1)
     order: list[str] = []
 
@@ -96,21 +99,50 @@ def installed():
         tenancy.uninstall()
 
 
-async def test_install_puts_the_tenant_slot_around_the_model_clients_endpoint_slot(installed) -> None:
-    original = client._untenanted_aendpoint_slot
-    tenancy.install(installed)  # twice: still wraps the original once
-    assert client._untenanted_aendpoint_slot is original
+async def test_install_sets_the_tenant_slot_as_the_model_clients_request_gate(installed) -> None:
+    before = client.aendpoint_slot
+    tenancy.install(installed)  # twice: still one gate, the tenant slot
+    assert client.aendpoint_slot is before  # the client's functions are not replaced or wrapped
+    assert client.request_gate() == installed.ahold
     as_tenant("alice")
     async with client.aendpoint_slot("http://x/v1", None):
         assert installed.in_flight["alice"] == 1
-    with client.endpoint_slot("http://x/v1", 4):
+    async with client.aendpoint_slot("http://x/v1", 4):
         assert installed.in_flight["alice"] == 1
     assert installed.in_flight["alice"] == 0 and installed.peak["alice"] == 1
 
 
-def test_uninstall_restores_the_model_client() -> None:
-    before = (client.endpoint_slot, client.aendpoint_slot)
+async def test_a_model_request_holds_the_tenant_slot_then_the_endpoint_slot(installed) -> None:
+    """Through the real client: a second request of the same tenant waits for the first; another tenant's does
+    not, and the endpoint slot is taken only once the tenant slot is held."""
+    with FakeOpenAIServer(lambda body: Reply(content="ok", delay=0.3)) as server:
+        profile = build_profiles(Context(max_concurrent_requests=2), server.base_url, "fake-model").system1
+
+        async def request(identity: str) -> float:
+            as_tenant(identity)
+            started = time.monotonic()
+            await acall_model(profile, messages_for(profile, None, "x"))
+            return time.monotonic() - started
+
+        a1, a2, b = await asyncio.gather(request("a"), request("a"), request("b"))
+        await aclose_chat_models()
+    assert max(a1, a2) >= 0.55 and b < 0.5  # a's two requests one after the other (limit 1); b alongside
+    assert installed.peak == {"a": 1, "b": 1}
+
+
+def test_uninstall_removes_the_gate_and_a_foreign_gate_is_not_replaced() -> None:
     tenancy.install(TenantSlots(3))
-    assert client.aendpoint_slot is not before[1]
     tenancy.uninstall()
-    assert (client.endpoint_slot, client.aendpoint_slot) == before
+    assert client.request_gate() is None
+
+    def other_gate():
+        return contextlib.nullcontext()
+
+    previous = client.set_request_gate(other_gate)
+    try:
+        with pytest.raises(tenancy.TenancyError, match="another request gate"):
+            tenancy.install(TenantSlots(3))
+        tenancy.uninstall()  # leaves a gate it did not set alone
+        assert client.request_gate() is other_gate
+    finally:
+        client.set_request_gate(previous)

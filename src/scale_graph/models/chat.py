@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import math
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -23,17 +25,71 @@ from scale_graph.models.endpoint import CONNECT_TIMEOUT
 from scale_graph.models.profiles import ModeProfile
 
 
+class ReplyFault(ValueError):
+    """A reply that has the form of a chat completion but cannot be one: no choices, or usage that is not a count.
+
+    Raised by :class:`ChatOpenAICompatible` while it reads the body (or a stream chunk), before langchain-openai
+    turns it into a message; :mod:`scale_graph.models.client` turns it into an ``EndpointError``.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+"""The usage fields that must be token counts (non-negative integers) when a server reports them."""
+
+
+def token_count(usage: Mapping[str, Any], name: str) -> int | None:
+    """``usage[name]`` as a token count; None when absent; :class:`ReplyFault` when it is not a count."""
+    value = usage.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value != int(value) or value < 0:
+        raise ReplyFault(f"usage.{name} is {value!r}, not a token count; the token budget cannot be kept",
+                         retryable=False)
+    return int(value)
+
+
+def checked_usage(usage: Any) -> dict[str, Any] | None:
+    """The usage a reply reports, checked; :class:`ReplyFault` for a count that is not one.
+
+    None when it reports none (no usage object, or one without prompt or completion tokens), else the usage with
+    its counts as ints.
+    """
+    if not isinstance(usage, Mapping):
+        return None
+    counts = {name: token_count(usage, name) for name in USAGE_COUNTS}
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, Mapping):
+        token_count(details, "cached_tokens")
+    if counts["prompt_tokens"] is None or counts["completion_tokens"] is None:
+        return None
+    return {**usage, **{name: count for name, count in counts.items() if count is not None}}
+
+
 class ChatOpenAICompatible(ChatOpenAI):
-    """``ChatOpenAI`` that keeps the separate reasoning text vLLM-style servers return.
+    """``ChatOpenAI`` that keeps the separate reasoning text vLLM-style servers return, and checks each reply.
 
     vLLM's reasoning parsers put the thinking in ``message.reasoning_content`` (older) or ``message.reasoning``
     (newer); plain ``ChatOpenAI`` drops both. We keep it in ``additional_kwargs["reasoning_content"]``.
+
+    Before a body or stream chunk becomes a message it is checked: a body without choices (``[]`` or ``null``)
+    and usage counts that are not non-negative integers raise :class:`ReplyFault`; a usage object that reports no
+    prompt or completion tokens is dropped (the message then has no ``usage_metadata``: the caller counts).
     """
 
     def _create_chat_result(self, response: Any, generation_info: dict[str, Any] | None = None) -> ChatResult:
-        result = super()._create_chat_result(response, generation_info)
-        raw = response if isinstance(response, Mapping) else response.model_dump()
-        for gen, choice in zip(result.generations, raw.get("choices") or [], strict=False):
+        raw = dict(response) if isinstance(response, Mapping) else response.model_dump(warnings=False)
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ReplyFault(f"the reply has no choices (choices: {json.dumps(choices)})", retryable=True)
+        raw["usage"] = checked_usage(raw.get("usage"))
+        result = super()._create_chat_result(raw, generation_info)
+        for gen, choice in zip(result.generations, choices, strict=False):
             message = choice.get("message") or {}
             reasoning = message.get("reasoning_content") or message.get("reasoning")
             if reasoning:
@@ -42,6 +98,8 @@ class ChatOpenAICompatible(ChatOpenAI):
 
     def _convert_chunk_to_generation_chunk(self, chunk: dict[str, Any], default_chunk_class: type,
                                            base_generation_info: dict[str, Any] | None) -> Any:
+        if "usage" in chunk:
+            chunk = {**chunk, "usage": checked_usage(chunk["usage"])}
         gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
         choices = chunk.get("choices") or []
         if gen is not None and choices:

@@ -3,20 +3,32 @@
 It applies a :class:`~scale_graph.models.profiles.ModeProfile`, fits the completion budget into the endpoint's
 context (the reference code's rule: a request's ``max_tokens`` is shrunk so prompt + completion fit, with a small
 margin), holds a request slot, measures latency and usage, keeps separate reasoning text, and turns transport
-failures into :class:`~scale_graph.models.errors.EndpointError`. The two twins share all of that (:class:`_Request`)
-and differ only in how they wait: the chat model's ``ainvoke`` and an ``asyncio`` slot, or ``invoke`` and a
-thread slot. This module knows nothing of graphs.
+failures into :class:`~scale_graph.models.errors.EndpointError`. This module knows nothing of graphs.
+
+What counts as a transport fault, streamed or not (see docs/reliability.md):
+
+- no reply within ``profile.timeout`` seconds: a deadline for the whole reply, not for each read, so a reply
+  trickled a byte at a time cannot outlast it;
+- a reply without a finish reason (a stream that stopped half way: no finish reason, no ``[DONE]``), or without
+  choices (``[]``, ``null``): retryable, never a finished step;
+- usage counts that are not non-negative integers (``-3``, ``"many"``, ``NaN``): not retryable, the token budget
+  could not be kept. A reply that reports no usage is counted (see :func:`estimated_usage`), so budgets still hold;
+- HTTP 429/5xx, refused or dropped connections, bodies that are not chat completions. On 429 and 503 the
+  server's ``Retry-After`` is waited (at most :data:`MAX_RETRY_AFTER` seconds, the request slot released) before
+  the error reaches the node ``RetryPolicy``, which then waits its own backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
-import threading
+import math
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
@@ -24,7 +36,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import RunnableConfig
 
 from scale_graph.models.budget import afit_budget
-from scale_graph.models.chat import chat_model, loop_state
+from scale_graph.models.chat import ReplyFault, chat_model, loop_state
+from scale_graph.models.endpoint import upper_bound_tokens
 from scale_graph.models.errors import EndpointError
 from scale_graph.models.profiles import ModeProfile
 from scale_graph.state import Usage
@@ -46,6 +59,8 @@ class ModelReply:
     finish_reason: str | None
     capped_to: int | None = None
     """The completion budget actually sent, when it was shrunk to fit the context (else None)."""
+    usage_estimated: bool = False
+    """True when the server reported no usage and the tokens were counted here (see :func:`estimated_usage`)."""
 
     @property
     def sent(self) -> bool:
@@ -59,10 +74,13 @@ class ModelReply:
                      seconds=round(self.latency, 6))
 
     def fit_note(self) -> str | None:
-        """The fallback to record when the budget was shrunk or nothing fitted, else None."""
+        """The fallback to record when the budget was shrunk, nothing fitted or the usage was counted, else None."""
         if not self.sent:
             return f"{CONTEXT_FULL}: a {self.prompt_tokens}-token prompt leaves no room to answer"
-        return f"budget_capped→{self.capped_to}" if self.capped_to is not None else None
+        notes = [f"budget_capped→{self.capped_to}"] if self.capped_to is not None else []
+        if self.usage_estimated:
+            notes.append(f"usage_missing→counted {self.completion_tokens} completion tokens from the text")
+        return "; ".join(notes) or None
 
 
 def messages_for(profile: ModeProfile, system: str | None, user: str) -> list[BaseMessage]:
@@ -73,6 +91,32 @@ def messages_for(profile: ModeProfile, system: str | None, user: str) -> list[Ba
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
+MAX_RETRY_AFTER = 30.0
+"""The longest ``Retry-After`` (seconds) honoured on a 429 or 503: a longer one is waited this long."""
+
+
+def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """The wait a response asks for, in seconds, at most :data:`MAX_RETRY_AFTER`.
+
+    Read from ``retry-after-ms``, else ``Retry-After`` (seconds or an HTTP date); None when it asks for none or it
+    cannot be read.
+    """
+    seconds: float | None = None
+    try:
+        if (millis := headers.get("retry-after-ms")) is not None:
+            seconds = float(millis) / 1000
+        elif (value := headers.get("retry-after")) is not None:
+            try:
+                seconds = float(value)
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(value)
+                seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
 
 def _endpoint_error(profile: ModeProfile, exc: Exception) -> EndpointError:
     if isinstance(exc, openai.APITimeoutError):
@@ -80,8 +124,12 @@ def _endpoint_error(profile: ModeProfile, exc: Exception) -> EndpointError:
     if isinstance(exc, openai.APIConnectionError):
         return EndpointError(profile.base_url, f"cannot connect ({exc.__cause__ or exc})", retryable=True)
     if isinstance(exc, openai.APIStatusError):
-        return EndpointError(profile.base_url, f"HTTP {exc.status_code}: {exc.message}",
-                             retryable=exc.status_code in _RETRYABLE_STATUS)
+        wait = retry_after(exc.response.headers) if exc.status_code in (429, 503) else None
+        return EndpointError(profile.base_url, f"HTTP {exc.status_code}: {exc.message}"
+                             + (f" (Retry-After: waited {wait:g} s)" if wait else ""),
+                             retryable=exc.status_code in _RETRYABLE_STATUS, retry_after=wait)
+    if isinstance(exc, ReplyFault):
+        return EndpointError(profile.base_url, exc.reason, retryable=exc.retryable)
     # A body that is not a chat completion (malformed JSON, missing choices): the server is misbehaving.
     return EndpointError(profile.base_url, f"malformed response ({type(exc).__name__}: {exc})", retryable=True)
 
@@ -92,38 +140,47 @@ _MALFORMED_MARKERS = ("Unexpected response type", "Response missing 'choices'", 
 
 def _is_malformed_body(exc: Exception) -> bool:
     """True for the errors langchain-openai/openai raise on a body that is not a chat completion."""
-    return isinstance(exc, json.JSONDecodeError) or any(m in str(exc) for m in _MALFORMED_MARKERS)
+    return isinstance(exc, json.JSONDecodeError | ReplyFault) or any(m in str(exc) for m in _MALFORMED_MARKERS)
 
 
-_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_slots_lock = threading.Lock()
+RequestGate = Callable[[], AbstractAsyncContextManager[Any]]
+"""Something to hold around every model request, before its endpoint slot (e.g. a per-tenant limit)."""
+
+_request_gate: RequestGate | None = None
 
 
-@contextmanager
-def endpoint_slot(base_url: str, limit: int | None) -> Iterator[None]:
-    """Hold one of ``limit`` request slots of ``base_url`` (shared by every sync call of this process)."""
-    if not limit:
-        yield
-        return
-    with _slots_lock:
-        slot = _slots.setdefault((base_url, limit), threading.BoundedSemaphore(limit))
-    with slot:
-        yield
+def set_request_gate(gate: RequestGate | None) -> RequestGate | None:
+    """Hold ``gate()`` around every model request of this process, outside the endpoint's slot.
+
+    Returns the gate it replaces (None: there was none); ``None`` removes it. The supported way to limit requests
+    beyond one endpoint's slots: the server's per-tenant limit (:mod:`scale_graph.server.tenancy`) sets one, so a
+    tenant at its limit waits before it takes an endpoint slot and never holds one another tenant could use.
+    """
+    global _request_gate  # one gate per process, set by the server at start-up
+    previous, _request_gate = _request_gate, gate
+    return previous
+
+
+def request_gate() -> RequestGate | None:
+    """The gate held around every model request (see :func:`set_request_gate`), if any."""
+    return _request_gate
 
 
 @asynccontextmanager
 async def aendpoint_slot(base_url: str, limit: int | None) -> AsyncIterator[None]:
-    """Hold one of ``limit`` request slots of ``base_url`` (shared by every call on this event loop).
+    """Pass the request gate (if any), then hold one of ``limit`` request slots of ``base_url``.
 
-    One loop serves every run of a server, and every sync graph run of a process (see
-    :mod:`scale_graph.graph.async_nodes`), so there the limit is the process's.
+    The slots are shared by every call on this event loop. One loop serves every run of a server, and every sync
+    graph run of a process (see :mod:`scale_graph.graph.async_nodes`), so there the limit is the process's.
     """
-    if not limit:
-        yield
-        return
-    slots = loop_state().slots
-    async with slots.setdefault((base_url, limit), asyncio.Semaphore(limit)):
-        yield
+    gate = _request_gate
+    async with gate() if gate is not None else nullcontext():
+        if not limit:
+            yield
+            return
+        slots = loop_state().slots
+        async with slots.setdefault((base_url, limit), asyncio.Semaphore(limit)):
+            yield
 
 
 _CLIENT_ERRORS = (openai.OpenAIError, ValueError, KeyError, TypeError)
@@ -132,7 +189,7 @@ _CLIENT_ERRORS = (openai.OpenAIError, ValueError, KeyError, TypeError)
 
 @dataclass
 class _Request:
-    """One model call, ready to send: everything :func:`call_model` and :func:`acall_model` share."""
+    """One model call, ready to send."""
 
     profile: ModeProfile
     messages: list[BaseMessage]
@@ -154,10 +211,18 @@ class _Request:
         }
         request = cls(profile, list(messages), cap, counted, config)
         if response_format is not None:
-            request.kwargs["response_format"] = response_format
+            # In the body, not as langchain-openai's response_format argument (which takes openai's parse/stream
+            # helpers instead of a plain completion): every reply, structured or not, is read and checked the
+            # same way, and one cut by its budget comes back with finish reason "length" like any other.
+            request.kwargs["extra_body"] = {**profile.body_extras(), "response_format": response_format}
         if cap:
             request.kwargs["max_tokens"] = cap  # langchain-openai sends it as max_completion_tokens
         return request
+
+    @property
+    def budget(self) -> int | None:
+        """The completion budget sent with the request (None: none)."""
+        return self.cap or self.profile.max_tokens or None
 
     def not_sent(self) -> ModelReply | None:
         """The reply to give without sending when no useful room is left in the context, else None."""
@@ -167,23 +232,43 @@ class _Request:
                           cached_tokens=0, latency=0.0, finish_reason=CONTEXT_FULL, capped_to=0)
 
     def reply(self, msg: BaseMessage, latency: float) -> ModelReply:
-        """The reply for the chat model's answer."""
+        """The reply for the chat model's answer; :class:`EndpointError` when it is not a finished reply."""
         reply = reply_from_message(msg, latency)
         reply.capped_to = self.cap
+        if not reply.finish_reason:
+            raise EndpointError(self.profile.base_url, "the reply ended without a finish reason (cut off after "
+                                f"{len(reply.content)} characters; a stream without its last chunk, or no "
+                                "choices): not a finished reply", retryable=True)
+        if isinstance(msg, AIMessage) and msg.usage_metadata is None:
+            reply.prompt_tokens, reply.completion_tokens = estimated_usage(reply, self)
+            reply.usage_estimated = True
         return reply
 
-    def failed(self, exc: Exception, latency: float) -> ModelReply:
-        """The reply for a call that raised ``exc``, or the :class:`EndpointError` (or ``exc``) to raise."""
-        if isinstance(exc, openai.LengthFinishReasonError):
-            # A structured reply cut off by the budget is unusable content, not a transport fault: hand back what
-            # came, so the stage's bounded content retries and then its fallback apply.
-            reply = reply_from_completion(exc.completion, latency)
-            reply.capped_to = self.cap
-            return reply
+    def failed(self, exc: Exception) -> EndpointError:
+        """The :class:`EndpointError` for a call that raised ``exc`` (``exc`` is raised when not about the endpoint)."""
         if isinstance(exc, openai.APIError) or (isinstance(exc, ValueError | KeyError | TypeError)
                                                 and _is_malformed_body(exc)):
-            raise _endpoint_error(self.profile, exc) from exc
+            return _endpoint_error(self.profile, exc)
         raise exc
+
+    def timed_out(self) -> EndpointError:
+        """The error for a reply that did not end within the profile's timeout."""
+        return EndpointError(self.profile.base_url, f"timed out after {self.profile.timeout:g} s (the whole reply "
+                             "must arrive within request_timeout)", retryable=True)
+
+
+def estimated_usage(reply: ModelReply, request: _Request) -> tuple[int, int]:
+    """Prompt and completion tokens of a reply whose server reported no usage: upper bounds, so budgets hold.
+
+    Completion: the UTF-8 bytes of the content and reasoning (a byte-level tokenizer never makes more tokens than
+    bytes), at most the completion budget sent. Prompt: the server tokenizer's count when the budget fit asked
+    for one, else the same byte bound over the messages.
+    """
+    text = reply.content + (reply.reasoning or "")
+    completion = len(text.encode())
+    if request.budget is not None:
+        completion = min(completion, request.budget)
+    return request.counted or upper_bound_tokens(request.messages), completion
 
 
 async def acall_model(
@@ -198,8 +283,10 @@ async def acall_model(
     """Call the model once with ``profile``; raise :class:`EndpointError` on a transport fault.
 
     The completion budget is shrunk to fit the context (``reply.capped_to``); when no useful room is left the
-    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`. From sync code (a test, a
-    script): ``asyncio.run(acall_model(...))``.
+    request is not sent and the reply is empty with finish reason :data:`CONTEXT_FULL`. The whole reply must
+    arrive within ``profile.timeout`` seconds (streamed or not). On a 429 or 503 with ``Retry-After`` the wait
+    (at most :data:`MAX_RETRY_AFTER`) is spent here, after the request slot is released, before the error is
+    raised. From sync code (a test, a script): ``asyncio.run(acall_model(...))``.
     """
     request = _Request.build(profile, messages, await afit_budget(profile, messages),
                              response_format=response_format, run_name=run_name, tags=tags, metadata=metadata)
@@ -207,11 +294,23 @@ async def acall_model(
         return skipped
     async with aendpoint_slot(profile.base_url, profile.max_concurrent):
         start = time.perf_counter()
+        deadline = asyncio.timeout(profile.timeout)
         try:
-            msg = await chat_model(profile).ainvoke(request.messages, config=request.config, **request.kwargs)
+            async with deadline:
+                msg = await chat_model(profile).ainvoke(request.messages, config=request.config, **request.kwargs)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            error = request.timed_out()
+            error.__cause__ = exc
         except _CLIENT_ERRORS as exc:
-            return request.failed(exc, time.perf_counter() - start)
-        return request.reply(msg, time.perf_counter() - start)
+            error = request.failed(exc)
+            error.__cause__ = exc
+        else:
+            return request.reply(msg, time.perf_counter() - start)
+    if error.retry_after:
+        await asyncio.sleep(error.retry_after)
+    raise error
 
 
 def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:
@@ -230,20 +329,4 @@ def reply_from_message(msg: BaseMessage, latency: float) -> ModelReply:
         cached_tokens=int(details.get("cache_read") or 0),
         latency=latency,
         finish_reason=msg.response_metadata.get("finish_reason"),
-    )
-
-
-def reply_from_completion(completion: Any, latency: float) -> ModelReply:
-    """A :class:`ModelReply` from a raw OpenAI ``ChatCompletion`` (when the client refused to parse it)."""
-    choice = completion.choices[0] if completion.choices else None
-    usage = completion.usage
-    details = getattr(usage, "prompt_tokens_details", None)
-    return ModelReply(
-        content=(choice.message.content if choice else None) or "",
-        reasoning=None,
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
-        cached_tokens=(details.cached_tokens or 0) if details else 0,
-        latency=latency,
-        finish_reason=choice.finish_reason if choice else "length",
     )

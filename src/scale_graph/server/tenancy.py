@@ -11,9 +11,10 @@ is what Aegra records as a run's ``user_id``.
 - **Model requests in flight** (``SCALE_SERVER_TENANT_MODEL_REQUESTS``): :class:`TenantSlots` is a semaphore per
   tenant held around every model request of that tenant's runs, over all of them, before the per-endpoint slot
   (``Context.max_concurrent_requests``). A tenant at its limit waits for its own requests to finish; other
-  tenants' requests do not wait behind it. :func:`install` puts it around the model client's slot functions in
-  the server process only (the tenant is read from the run's config, where Aegra puts the authenticated user as
-  ``langgraph_auth_user``; a client cannot set it).
+  tenants' requests do not wait behind it. :func:`install` sets it as the model client's request gate
+  (:func:`scale_graph.models.client.set_request_gate`, held before the endpoint's slot) in the server process only
+  (the tenant is read from the run's config, where Aegra puts the authenticated user as ``langgraph_auth_user``; a
+  client cannot set it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 ACTIVE_STATES = ("pending", "running")
@@ -100,51 +101,31 @@ class TenantSlots:
                 self._leave(tenant)
 
 
-SyncSlot = Callable[[str, int | None], AbstractContextManager[None]]
-AsyncSlot = Callable[[str, int | None], AbstractAsyncContextManager[None]]
-
-
 class TenancyError(RuntimeError):
-    """The model client does not offer what the per-tenant limit wraps (a code change broke the hook)."""
+    """The per-tenant limit cannot be installed: another request gate is already set in this process."""
 
 
 def install(slots: TenantSlots) -> None:
     """Make every model request of this process hold a tenant slot (then the endpoint's slot, as before).
 
-    Wraps ``scale_graph.models.client.endpoint_slot`` and ``aendpoint_slot``, which every model request passes
-    through; :class:`TenancyError` when they are missing, so the server refuses to start rather than run
-    without the limit. Installing twice replaces the earlier slots.
+    Sets ``slots.ahold`` as the model client's request gate. Installing again replaces the slots of an earlier
+    install; :class:`TenancyError` when a gate that is not a tenant limit is set (it would be dropped silently),
+    so the server refuses to start rather than lose a limit.
     """
     from scale_graph.models import client
 
-    try:
-        sync_slot: SyncSlot = getattr(client, "_untenanted_endpoint_slot", None) or client.endpoint_slot
-        async_slot: AsyncSlot = getattr(client, "_untenanted_aendpoint_slot", None) or client.aendpoint_slot
-    except AttributeError as exc:
-        raise TenancyError(f"cannot limit model requests per tenant: {exc}") from exc
-
-    @contextmanager
-    def endpoint_slot(base_url: str, limit: int | None) -> Iterator[None]:
-        with slots.hold(), sync_slot(base_url, limit):
-            yield
-
-    @asynccontextmanager
-    async def aendpoint_slot(base_url: str, limit: int | None) -> AsyncIterator[None]:
-        async with slots.ahold(), async_slot(base_url, limit):
-            yield
-
-    vars(client).update(_untenanted_endpoint_slot=sync_slot, _untenanted_aendpoint_slot=async_slot,
-                        endpoint_slot=endpoint_slot, aendpoint_slot=aendpoint_slot)
+    current = client.request_gate()
+    if current is not None and not isinstance(getattr(current, "__self__", None), TenantSlots):
+        raise TenancyError(f"cannot limit model requests per tenant: another request gate is set ({current!r})")
+    client.set_request_gate(slots.ahold)
 
 
 def uninstall() -> None:
-    """Undo :func:`install` (for tests)."""
+    """Undo :func:`install` (for tests): no request gate."""
     from scale_graph.models import client
 
-    names = vars(client)
-    if "_untenanted_endpoint_slot" in names:
-        names.update(endpoint_slot=names.pop("_untenanted_endpoint_slot"),
-                     aendpoint_slot=names.pop("_untenanted_aendpoint_slot"))
+    if isinstance(getattr(client.request_gate(), "__self__", None), TenantSlots):
+        client.set_request_gate(None)
 
 
 class RunLimit:
