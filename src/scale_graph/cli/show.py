@@ -1,4 +1,8 @@
-"""``scale show THREAD``: a thread's problem, status, sub-problems with their difficulties, and the steps so far."""
+"""``scale show THREAD``: a thread's problem, status, sub-problems with their difficulties, and the steps so far.
+
+Model text (sub-problems, solutions, answers, a recorded error) is printed through the runner's terminal-safe
+helpers, so it cannot emit escape sequences; ``--json`` prints raw JSON.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from rich.console import Console
 from scale_graph import threads
 from scale_graph.api import CompiledGraph, SolveResult
 from scale_graph.cli.common import add_store_option, add_thread_arguments
-from scale_graph.cli.runner import render, with_store
+from scale_graph.cli.runner import render, safe, terminal_text, with_store
 from scale_graph.cli.threads import STATUS_STYLE
 from scale_graph.nodes.route import select_mode
 
@@ -44,14 +48,14 @@ def show(graph: CompiledGraph, thread_id: str, *, as_json: bool) -> int:
     console.print(f"thread {thread_id}: [{STATUS_STYLE[summary.status]}]{summary.status}[/]"
                   + (f" (next: {', '.join(summary.next)})" if summary.next else ""), highlight=False)
     if summary.error:
-        console.print(f"[red]error:[/] {summary.error}", highlight=False)
-    console.print(f"problem: {summary.problem}", highlight=False, markup=False)
+        console.print(f"[red]error:[/] {safe(summary.error)}", highlight=False)
+    console.print(f"problem: {terminal_text(summary.problem)}", highlight=False, markup=False)
     assessments = values.get("assessments") or {}
     for i, sub in enumerate(values.get("subproblems") or []):
         scored = assessments.get(str(i))
         plan = "" if scored is None or tau is None else f" → {select_mode(scored['difficulty'], tau)}"
         d = "not scored yet" if scored is None else f"d={scored['difficulty']:.2f}{plan}"
-        console.print(f"  {i + 1}. {sub}  [dim]({d})[/]", highlight=False)
+        console.print(f"  {i + 1}. {safe(sub)}  [dim]({d})[/]", highlight=False)
     result = SolveResult.from_state(values, thread_id)
     if summary.status != "done":
         result.answer_fallback = f"run {summary.status}: `scale resume {thread_id}` continues it"
