@@ -4,7 +4,7 @@
 #   make lint      - ruff and mypy (strict on src/)
 #   make bench     - the benchmarks in bench/, (a)-(e) in ~30 min (see docs/performance.md)
 #   make bench-frontier - (e) on 50 problems (~65 min)
-#   make bench-sim - (a)-(c) on a simulated GPU server (vLLM, Qwen3-32B, one H100), <= 15 min on 2 cores
+#   make bench-sim - (a)-(c) and scale-out on a simulated GPU server (vLLM, Qwen3-32B, one H100), <= 15 min on 2 cores
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -47,4 +47,6 @@ bench-frontier: dev
 .PHONY: bench-sim
 bench-sim: dev
 	# (a)-(c) against bench/gpu_sim.py, a simulated vLLM server (Qwen3-32B-FP8 on one H100); see docs/performance.md.
-	cd bench && ../$(PY) simulated.py
+	# Then scale-out (~2 min): runs per minute with one and with two `scale serve` workers (PostgreSQL and Redis on
+	# 127.0.0.1, as for make test); see docs/deploy.md.
+	cd bench && ../$(PY) simulated.py && ../$(PY) scale_out.py

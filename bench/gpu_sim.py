@@ -415,6 +415,17 @@ def problem_key(problem: str) -> str:
     return f"{zlib.crc32(problem.strip().split(chr(10) * 2, 1)[0].strip().encode()):08x}"
 
 
+COPY_TAG = re.compile(r"^\[copy \d+\]\s*")
+"""A problem that opens with ``[copy N]`` is a copy of the problem without the tag (bench/scale_out.py)."""
+
+
+def plan_key(problem: str) -> str:
+    """The key a problem's replies (lengths, difficulties) are drawn under: :func:`problem_key` of the problem
+    without a leading ``[copy N]`` tag, so copies of a problem do the same work, each logged under its own key (and
+    sharing no prefix-cache blocks beyond the system prompt, since the tag comes first)."""
+    return problem_key(COPY_TAG.sub("", problem.strip()))
+
+
 @dataclass
 class Plan:
     """What the simulated model will do on one problem."""
@@ -481,7 +492,7 @@ class Workload:
     def reply(self, body: dict[str, Any]) -> Reply:
         """The reply to one chat request."""
         stage = stage_of(body)
-        key = problem_key(problem_text(body))
+        key = plan_key(problem_text(body))
         plan = self.plan(key)
         if stage == "decompose":
             with self._lock:
@@ -761,4 +772,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["PROFILES", "Engine", "GPUParams", "LengthProfile", "PrefixCache", "Seq", "SimulatedGPUServer",
-           "Workload", "problem_key", "replay_ideal", "rounds_of"]
+           "Workload", "plan_key", "problem_key", "replay_ideal", "rounds_of"]
