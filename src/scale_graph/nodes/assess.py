@@ -31,6 +31,9 @@ from scale_graph.state import AgreementSample, Assessment, AssessTask, State, Us
 DIFFICULTY_FALLBACK = "difficulty_unparsed→d=1.0"
 """Recorded when no usable score came back: d = 1.0 routes to System 2 for every τ < 1."""
 
+CONTEXTUAL_POLICIES = ("contextual", "agreement")
+"""The policies that assess sub-problem i in the solve loop, just before it is solved (with the earlier solutions)."""
+
 NO_AGREEMENT_ANSWER = "agreement_no_answer→d=1.0"
 """Recorded when no System 1 sample of the agreement assessor had a boxed answer (d = 1.0)."""
 
