@@ -24,7 +24,7 @@ from langgraph.types import Durability, StreamMode
 from scale_graph.context import Context
 from scale_graph.local import embedded_endpoint
 from scale_graph.models import check_endpoint
-from scale_graph.state import STAGES, OutputState, RunStatus, StepResult, Usage
+from scale_graph.state import STAGES, BudgetRouting, OutputState, RunStatus, StepResult, Usage
 
 EventHandler = Callable[[dict[str, Any]], None]
 """Receives each custom progress event of a run."""
@@ -50,6 +50,8 @@ class SolveResult:
     thread_id: str | None = None
     preset: str | None = None
     """The preset the run used (``auto`` resolved)."""
+    budget_routing: BudgetRouting | None = None
+    """Under a token budget: the last routing plan, with the effective τ it chose (None: routed by τ)."""
 
     @classmethod
     def from_state(cls, state: dict[str, Any], thread_id: str | None = None) -> SolveResult:
@@ -66,6 +68,7 @@ class SolveResult:
             stop_reason=state.get("stop_reason"),
             thread_id=thread_id,
             preset=state.get("preset"),
+            budget_routing=state.get("budget_routing"),
         )
 
     @property
@@ -88,6 +91,8 @@ class SolveResult:
             "selection_fallback": self.selection_fallback, "steps": self.steps,
             "usage": {s: self.usage[s] for s in STAGES if s in self.usage},
         }
+        if self.budget_routing is not None:
+            out["budget_routing"] = self.budget_routing
         return {**out, "thread_id": self.thread_id, "completion_tokens": self.completion_tokens,
                 "hard_share": self.hard_share}
 

@@ -208,6 +208,8 @@ class StepResult(TypedDict):
     fallback: str | None
     """Fallbacks taken on this step, joined by '; ' (the difficulty one, ``budget_capped→N`` when the budget was
     shrunk to fit the context, ``context_full`` when nothing fitted), else None."""
+    threshold: NotRequired[float]
+    """Budget routing: the effective τ this step was routed by (see :class:`BudgetRouting`)."""
     from_sample: NotRequired[int | None]
     """``assess="agreement"``: the agreement sample reused as this System 1 solution (no new call; its tokens are
     counted under the ``assess`` stage), else None."""
@@ -227,6 +229,33 @@ class RoutePlan(TypedDict):
     """The assessment policy (``upfront`` or ``contextual``)."""
     threshold: float
     """τ of Eq. 4."""
+
+
+class BudgetRouting(TypedDict):
+    """Routing under a token budget (``Context.token_budget``): the plan made at the latest routing decision.
+
+    System 2 goes to the unsolved sub-problems in order of difficulty while the expected completion tokens of the
+    whole problem stay within the budget; ``threshold`` is the τ that plan amounts to (Eq. 4 then routes by it).
+    """
+
+    token_budget: int
+    """The per-problem target N."""
+    threshold: float
+    """The effective τ: the highest d left to System 1 (1.0 when none could get System 2 within the budget; -1.0
+    when every known sub-problem gets it)."""
+    spent: int
+    """Completion tokens already spent (all stages) when the plan was made."""
+    expected: float
+    """Expected completion tokens of the whole problem under the plan."""
+    costs: dict[str, float]
+    """Expected completion tokens of one solve per mode, and of one assessment (``assess``) still to come."""
+    sources: dict[str, str]
+    """Where each cost came from: ``given`` (the Context), ``history`` (blended with this run's earlier steps),
+    ``max_tokens`` (the mode's budget: nothing better known)."""
+    system2: list[int]
+    """The unsolved sub-problems (indexes) the plan gives System 2."""
+    at_step: int
+    """The sub-problem about to be solved when the plan was made."""
 
 
 class InputState(TypedDict):
@@ -266,6 +295,8 @@ class OutputState(TypedDict):
     """Solved sub-problems in order."""
     usage: dict[str, Usage]
     """Model usage per stage (decompose, select, assess, solve)."""
+    budget_routing: NotRequired[BudgetRouting | None]
+    """Routing under a token budget: the latest plan and the effective τ it chose (None: routed by τ)."""
 
 
 class State(InputState):
@@ -299,6 +330,8 @@ class State(InputState):
     """The preset the run used (``auto`` resolved), set by start."""
     plan: RoutePlan
     """The settings the branches route by (k, assessment policy, τ), set by start and refreshed by route."""
+    budget_routing: BudgetRouting | None
+    """Routing under a token budget: the latest plan, refreshed by route at each decision (None: routed by τ)."""
 
 
 class DecomposeTask(TypedDict):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from scale_graph.context import PROFILES, Context, profile_overrides
+from scale_graph.eval.calibrate import token_costs
 from scale_graph.problem import MAX_PROBLEM_CHARS
 from scale_graph.settings import InvalidSettings, check_setting, validate_settings
 
@@ -88,6 +89,9 @@ def add_context_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--profile", choices=sorted(PROFILES), default=None,
                        help="a settings profile: 'paper' sets Table 1's settings (k=8, τ=0.2, 32K budgets shrunk to "
                             "fit the context, 8 samples/votes, InftyThink 8 rounds of 6K); explicit flags win")
+    group.add_argument("--token-costs", metavar="PATH", default=None,
+                       help="budget routing: expected per-mode tokens measured by `scale calibrate` (its "
+                            "calibration.jsonl, or a folder holding it); --system1/2-token-cost win")
     group.add_argument("--model-path", default=None,
                        help="serve this local GGUF with the embedded server instead of the default model "
                             "(default $SCALE_MODEL_PATH)")
@@ -100,8 +104,18 @@ def context_overrides(args: argparse.Namespace, cls: type[Context] = Context) ->
     :class:`~scale_graph.context.InvalidSettings` names a field that cannot be used.
     """
     given = {k: v for k, v in cls.own_fields(vars(args)).items() if v is not None}
+    if getattr(args, "token_costs", None):
+        given = {**calibrated_costs(args.token_costs), **given}
     chosen = profile_overrides(getattr(args, "profile", None), given)
     return validate_settings(cls.own_fields(chosen), cls)
+
+
+def calibrated_costs(path: str) -> dict[str, float]:
+    """The per-mode token costs of a calibration file; :class:`InvalidSettings` when it cannot be used."""
+    try:
+        return token_costs(Path(path))
+    except (OSError, ValueError) as exc:
+        raise InvalidSettings("token_costs", str(exc)) from None
 
 
 def context_from_args[C: Context](args: argparse.Namespace, cls: type[C]) -> C:

@@ -1,7 +1,10 @@
-"""``scale sweep``: one eval per threshold τ and/or System 2 budget into one directory, then the sweep plots.
+"""``scale sweep``: one eval per threshold τ, token budget and/or System 2 budget into one directory, then the plots.
 
 ``--thresholds 0.2,0.5,0.8`` sweeps τ; ``--deep-max-tokens 1024,2048,4096`` sweeps the System 2 budget with
-System 1's fixed (the paper's Figure 2). Given both, every pair runs. Each point is an ordinary resumable run.
+System 1's fixed (the paper's Figure 2); ``--token-budgets 600,1200`` runs SCALE routed under each per-problem token
+budget instead of a fixed τ, and compares its accuracy at equal tokens with the fixed-τ runs in the directory
+(equal_tokens.md). System 2 budgets combine with each τ and each token budget. Each point is an ordinary resumable
+run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from scale_graph.cli.eval import (
     run_with_progress,
     samples_from_args,
 )
+from scale_graph.eval.equal_tokens import write_comparison
 from scale_graph.eval.methods import get_method
 from scale_graph.eval.metrics import compute_all
 from scale_graph.eval.report import write_report
@@ -65,6 +69,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=number_list(int),
         help="System 2 budgets, e.g. 1024,2048,4096",
     )
+    p.add_argument(
+        "--token-budgets",
+        dest="token_budgets",
+        type=number_list(int),
+        help="per-problem token budgets to route under instead of τ, e.g. 600,1200 (compared at equal tokens "
+        "with the fixed-τ runs: equal_tokens.md)",
+    )
     add_eval_options(p)
     p.set_defaults(func=run)
 
@@ -72,25 +83,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``scale sweep``."""
     console = Console(stderr=True)
-    if not args.thresholds and not args.deep_max_tokens:
-        console.print("[red]error:[/] give --thresholds and/or --deep-max-tokens", highlight=False)
+    if not args.thresholds and not args.deep_max_tokens and not args.token_budgets:
+        console.print("[red]error:[/] give --thresholds, --token-budgets and/or --deep-max-tokens", highlight=False)
         return EXIT_USAGE
-    if args.deep_max_tokens and min(args.deep_max_tokens) < 1:
-        console.print("[red]error:[/] --deep-max-tokens values must be at least 1", highlight=False)
-        return EXIT_USAGE
+    for flag, values in (("--deep-max-tokens", args.deep_max_tokens), ("--token-budgets", args.token_budgets)):
+        if values and min(values) < 1:
+            console.print(f"[red]error:[/] {flag} values must be at least 1", highlight=False)
+            return EXIT_USAGE
     dataset = load(args, console)
     if dataset is None:
         return EXIT_USAGE
-    points = list(itertools.product(args.thresholds or [None], args.deep_max_tokens or [None]))
+    routes: list[dict[str, float | int | None]] = [{"threshold": t, "token_budget": None}  # fixed τ
+                                                   for t in args.thresholds or []]
+    routes += [{"token_budget": b} for b in args.token_budgets or []]
+    points = [{**route, **({"system2_max_tokens": budget} if budget is not None else {})}
+              for route, budget in itertools.product(routes or [{}], args.deep_max_tokens or [None])]
     code = EXIT_OK
     try:
         with live_context(args, console) as base, GradingPool(timeout=args.grade_timeout) as pool:
-            for threshold, budget in points:
-                changes = {
-                    k: v
-                    for k, v in (("threshold", threshold), ("system2_max_tokens", budget))
-                    if v is not None
-                }
+            for changes in points:
                 job = EvalRun(
                     dataset=dataset,
                     method=get_method(args.method),
@@ -108,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     except (EndpointError, LocalModelError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_FAILED
-    for path in write_report(compute_all(read_dirs([args.out])), args.out):
+    metrics = compute_all(read_dirs([args.out]))
+    for path in [*write_report(metrics, args.out), *write_comparison(metrics, args.out)]:
         console.print(f"wrote {path}", highlight=False)
     return code

@@ -70,11 +70,13 @@ class RunMetrics:
         s = self.settings
         name = self.method
         if self.method == "scale":
-            name = f"scale τ={s['threshold']:g}"
+            name = f"scale budget={s['token_budget']}" if s.get("token_budget") else f"scale τ={s['threshold']:g}"
         elif self.method == "majority":
             name = f"majority n={s['samples']}"
         elif self.method == "inftythink":
             name = f"inftythink {s['rounds']}×{s['round_max_tokens']}"
+        if s.get("assess") == "agreement":
+            name += " agreement"
         budget = s.get("system2_max_tokens")
         return name if budget in (None, _DEFAULT_S2) else f"{name} S2={budget}"
 

@@ -26,6 +26,7 @@ def units(method: Method, output: Output) -> list[dict[str, Any]]:
                 "assessed_difficulty": s.get("assessed_difficulty", s["difficulty"]),
                 "forced": s.get("forced"),
                 "from_sample": s.get("from_sample"),
+                "threshold": s.get("threshold"),
                 "solution": s["solution"],
                 "reasoning": s["reasoning"],
                 "prompt_tokens": s["prompt_tokens"],

@@ -143,9 +143,10 @@ def plot_tau_sweep(metrics: Sequence[RunMetrics], path: Path) -> Path | None:
     ``all-fast`` and ``all-deep`` are SCALE at τ = 1 and τ = -1, so they are points of the same lines.
     """
     series = _series(
-        (m for m in metrics if m.method in SCALE_FAMILY),
+        (m for m in metrics if m.method in SCALE_FAMILY and not m.settings.get("token_budget")),  # τ is theirs
         key="threshold",
-        name=lambda m: f"{m.dataset} S2={m.settings.get('system2_max_tokens')}",
+        name=lambda m: f"{m.dataset} S2={m.settings.get('system2_max_tokens')}"
+        + (" agreement" if m.settings.get("assess") == "agreement" else ""),
     )
     if not series:
         return None

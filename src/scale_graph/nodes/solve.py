@@ -71,7 +71,15 @@ def reused_sample(state: State, mode: Mode) -> dict[str, Any] | None:
         fallback="; ".join(f for f in (assessment["fallback"], sample["fallback"]) if f) or None,
         from_sample=modal,
     )
-    return {"steps": [step]}
+    return {"steps": [with_threshold(step, state)]}
+
+
+def with_threshold(step: StepResult, state: State) -> StepResult:
+    """``step`` with the effective τ it was routed by, when the run routes under a token budget."""
+    plan = state.get("budget_routing")
+    if plan:
+        step["threshold"] = plan["threshold"]
+    return step
 
 
 async def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[str, Any]:
@@ -110,7 +118,7 @@ async def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[st
     )
     emit(runtime, "solved", index=i, mode=mode, completion_tokens=reply.completion_tokens,
          seconds=step["latency"])
-    return {"steps": [step], "usage": {"solve": reply.usage()}}
+    return {"steps": [with_threshold(step, state)], "usage": {"solve": reply.usage()}}
 
 
 async def solve_fast(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
