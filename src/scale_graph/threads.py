@@ -4,6 +4,11 @@ Every function takes the SCALE graph compiled with a checkpointer (:func:`open_t
 durability ``"sync"`` (:data:`scale_graph.checkpoint.DURABILITY`), so a killed process keeps every finished step
 and :func:`resume` asks the model only for the steps that had not finished.
 
+One run at a time per thread: every run (:func:`start`, :func:`resume`, :func:`replay`, the run :func:`fork` starts
+after writing its branch) holds the thread's run lock (:func:`running`), so a second run of the same thread, from any
+process sharing the store, is refused with :class:`ThreadBusy` naming the process that holds it. A caller can hold it
+around more (the CLI holds it around the whole command, a fork's branch included).
+
 The run's :class:`~scale_graph.context.Context` is not graph state, so it is kept in each checkpoint's metadata
 (``scale_context``, JSON, never the API key): a resumed, replayed or forked run continues with the settings it
 was started with, except those the caller overrides.
@@ -24,7 +29,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypedDict, Unpack
 
@@ -33,7 +38,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 
 from scale_graph.api import CompiledGraph, EventHandler, SolveResult, endpoint, run_config, stream_run
-from scale_graph.checkpoint import DURABILITY, latest_thread_ids, open_checkpointer
+from scale_graph.checkpoint import DURABILITY, ThreadLocked, latest_thread_ids, open_checkpointer, thread_lock
 from scale_graph.context import Context
 from scale_graph.graph.scale import compile_scale_graph
 from scale_graph.state import Assessment
@@ -48,12 +53,30 @@ REROUTABLE = frozenset({"route", "solve_fast", "solve_deep", "finalize"})
 """Pending tasks a fork can start from: the decomposition is chosen and the pending assessments are done."""
 
 ThreadStatus = Literal["done", "error", "incomplete"]
-"""``done``: the run finished. ``error``: a step failed (see ``error``). ``incomplete``: stopped mid-run
-(killed, or still running in another process)."""
+"""``done``: the run finished (``finalize`` wrote its status, and every step is checkpointed). ``error``: a step
+failed (see ``error``). ``incomplete``: stopped mid-run (interrupted, killed, or still running in another process);
+``resume`` continues it."""
 
 
 class ThreadError(ValueError):
     """A thread operation that cannot be done as asked (unknown thread or checkpoint, nothing to resume, ...)."""
+
+
+class ThreadBusy(ThreadError):
+    """Another run (in this or another process) holds the thread: the message names its process."""
+
+    def __init__(self, locked: ThreadLocked) -> None:
+        super().__init__(f"{locked}; wait for it to finish, or stop it, then run the command again "
+                         f"(`scale show {locked.thread_id}` shows its progress)")
+        self.holder = locked.holder
+
+
+class ThreadFinished(ThreadError):
+    """:func:`resume` of a thread whose run has finished: nothing to run; ``result`` is the finished run's."""
+
+    def __init__(self, thread_id: str, result: SolveResult) -> None:
+        super().__init__(f"thread {thread_id} has finished: nothing to resume (`scale show {thread_id}`)")
+        self.result = result
 
 
 @dataclass
@@ -127,10 +150,15 @@ def snapshot(graph: CompiledGraph, thread_id: str, checkpoint_id: str | None = N
 
 
 def status_of(snap: StateSnapshot) -> ThreadStatus:
-    """``done``, ``error`` or ``incomplete`` (see :data:`ThreadStatus`)."""
-    if not snap.next:
-        return "done"
-    return "error" if error_of(snap) else "incomplete"
+    """``done``, ``error`` or ``incomplete`` (see :data:`ThreadStatus`).
+
+    ``snap.next`` alone cannot tell: it leaves out the tasks that finished, so a run stopped after its last task's
+    results were saved but before the checkpoint that takes them in (Ctrl-C, ``kill -9``) shows no next node.
+    Done means the latest checkpoint has no task at all, run or not, and ``finalize`` wrote the run's status.
+    """
+    if error_of(snap):
+        return "error"
+    return "done" if not snap.tasks and snap.values.get("status") else "incomplete"
 
 
 def error_of(snap: StateSnapshot) -> str | None:
@@ -158,10 +186,14 @@ def info(graph: CompiledGraph, thread_id: str) -> ThreadInfo:
 
 def list_threads(graph: CompiledGraph, limit: int = 50) -> list[ThreadInfo]:
     """The most recently written threads first."""
+    return [info(graph, thread_id) for thread_id in latest_thread_ids(_saver(graph), limit)]
+
+
+def _saver(graph: CompiledGraph) -> BaseCheckpointSaver[str]:
     saver = graph.checkpointer
     if not isinstance(saver, BaseCheckpointSaver):
         raise ThreadError("the graph has no checkpointer: compile it with one (open_thread_graph)")
-    return [info(graph, thread_id) for thread_id in latest_thread_ids(saver, limit)]
+    return saver
 
 
 def history(graph: CompiledGraph, thread_id: str) -> list[CheckpointInfo]:
@@ -239,11 +271,27 @@ def _metadata(context: Context, note: str | None = None) -> dict[str, Any]:
     return {CONTEXT_KEY: json.dumps(stored), **({FORK_KEY: note} if note else {})}
 
 
+@contextmanager
+def running(graph: CompiledGraph, thread_id: str) -> Iterator[None]:
+    """Hold the thread's run lock for the block (:func:`scale_graph.checkpoint.thread_lock`).
+
+    :class:`ThreadBusy` when another run holds it. Re-entrant in this Python thread, so a caller may hold it around
+    several steps (a check, then a run) that take it again.
+    """
+    with ExitStack() as held:
+        try:
+            held.enter_context(thread_lock(_saver(graph), thread_id))
+        except ThreadLocked as exc:
+            raise ThreadBusy(exc) from None
+        yield
+
+
 def _run(graph: CompiledGraph, thread_id: str, graph_input: dict[str, Any] | None, context: Context,
          options: RunOptions, checkpoint_id: str | None = None) -> SolveResult:
     """Run on the thread with a live endpoint; ``context`` (not the live one) is what the checkpoints record."""
     progress = options.get("progress")
-    with endpoint(context, model_path=options.get("model_path"), progress=progress) as live:
+    with running(graph, thread_id), endpoint(context, model_path=options.get("model_path"),
+                                             progress=progress) as live:
         if progress:
             progress(f"thread {thread_id}; model endpoint {live.base_url}; τ={live.threshold}, "
                      f"k={live.candidates}, assess={live.assess}, preset={live.preset}")
@@ -257,10 +305,12 @@ def start(graph: CompiledGraph, problem: str, *, context: Context | None = None,
           problem_id: str | None = None, **options: Unpack[RunOptions]) -> SolveResult:
     """Solve ``problem`` as a new thread (``thread_id``, default a fresh id)."""
     thread_id = thread_id or new_thread_id()
-    if exists(graph, thread_id):
-        raise ThreadError(f"thread {thread_id} already exists: continue it with `scale resume`, branch it "
-                          "with `scale fork`, or start a new one")
-    return _run(graph, thread_id, {"problem": problem, "problem_id": problem_id}, context or Context(), options)
+    with running(graph, thread_id):
+        if exists(graph, thread_id):
+            raise ThreadError(f"thread {thread_id} already exists: continue it with `scale resume`, branch it "
+                              "with `scale fork`, or start a new one")
+        return _run(graph, thread_id, {"problem": problem, "problem_id": problem_id}, context or Context(),
+                    options)
 
 
 def resume(graph: CompiledGraph, thread_id: str, *, overrides: Mapping[str, Any] | None = None,
@@ -268,18 +318,25 @@ def resume(graph: CompiledGraph, thread_id: str, *, overrides: Mapping[str, Any]
     """Continue an interrupted or failed run from its latest checkpoint; finished steps are not asked again.
 
     The run keeps the Context it was started with; ``overrides`` changes fields (e.g. a moved ``base_url``).
+    :class:`ThreadFinished` (with the finished run's result) when there is nothing left to run.
     """
-    if status_of(snapshot(graph, thread_id)) == "done":
-        raise ThreadError(f"thread {thread_id} has finished: nothing to resume (`scale show {thread_id}`)")
-    context = context_with(recorded_context(graph, thread_id), overrides or {})
-    return _run(graph, thread_id, None, context, options)
+    with running(graph, thread_id):
+        snap = snapshot(graph, thread_id)
+        if status_of(snap) == "done":
+            raise ThreadFinished(thread_id, SolveResult.from_state(snap.values, thread_id))
+        if not snap.tasks:  # ended without finalize's status: not a SCALE run's end, and resuming runs nothing
+            raise ThreadError(f"thread {thread_id} has no step left to run at its latest checkpoint but no finished "
+                              f"run either: `scale history {thread_id}` lists its checkpoints to replay or fork")
+        context = context_with(recorded_context(graph, thread_id), overrides or {})
+        return _run(graph, thread_id, None, context, options)
 
 
 def replay(graph: CompiledGraph, thread_id: str, checkpoint_id: str, *,
            overrides: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]) -> SolveResult:
     """Run again from checkpoint ``checkpoint_id``: the steps after it are redone, on a new branch."""
-    context = context_with(recorded_context(graph, thread_id, checkpoint_id), overrides or {})
-    return _run(graph, thread_id, None, context, options, checkpoint_id=checkpoint_id)
+    with running(graph, thread_id):
+        context = context_with(recorded_context(graph, thread_id, checkpoint_id), overrides or {})
+        return _run(graph, thread_id, None, context, options, checkpoint_id=checkpoint_id)
 
 
 def fork(graph: CompiledGraph, thread_id: str, checkpoint_id: str, *,

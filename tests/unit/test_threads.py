@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from scale_graph import api, models, threads
 from scale_graph.checkpoint import default_target, latest_thread_ids, open_checkpointer
+from scale_graph.cli.runner import interruptible
 from scale_graph.testing import Reply, earlier_solutions, stage_of
 from tests.conftest import SUBPROBLEMS, fake_context, make_script
 
@@ -84,8 +93,9 @@ def test_resume_continues_a_failed_run_without_asking_finished_steps_again(fake_
 def test_resume_and_start_refuse_what_they_cannot_do(fake_models, graph) -> None:
     fake_models(make_script())
     threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1")
-    with pytest.raises(threads.ThreadError, match="has finished"):
+    with pytest.raises(threads.ThreadFinished, match="has finished") as finished:
         threads.resume(graph, "t1")
+    assert finished.value.result.answer == "30"  # the finished run's result, for a caller to show
     with pytest.raises(threads.ThreadError, match="already exists"):
         threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1")
     with pytest.raises(threads.ThreadError, match="no thread nope"):
@@ -223,8 +233,153 @@ def test_commands_show_list_history_and_fork(fake_models, offline, tmp_path, cap
     forked = json.loads(capsys.readouterr().out)
     assert [s["mode"] for s in forked["steps"]] == ["system1", "system2", "system2"]
 
-    assert scale("resume", "t1", "--checkpointer", store, "--quiet") == 2
-    assert "has finished" in capsys.readouterr().err
+    assert scale("resume", "t1", "--checkpointer", store, "--quiet") == 0  # nothing to do is not a failure
+    out, err = capsys.readouterr()
+    assert "has finished: nothing to resume" in err and "answer: 30" in out
     assert scale("show", "missing", "--checkpointer", store) == 2
     with pytest.raises(SystemExit):
         scale("fork", "t1", "--checkpoint", before_second, "--checkpointer", store)  # nothing to change
+
+
+# --- interrupted runs --------------------------------------------------------------------------------------------
+
+
+def test_a_run_stopped_after_a_steps_result_was_saved_but_before_its_checkpoint_is_incomplete(fake_models,
+                                                                                              graph) -> None:
+    """Ctrl-C while sub-problem 2 is being solved: the solve finishes and its result is saved as a pending write,
+    but no checkpoint takes it in. LangGraph's snapshot then lists no next node; the thread said `done` (1/2 steps,
+    no answer) and resume refused it. It is `incomplete`, and resume asks only the sub-problem not yet solved."""
+    plain = make_script(difficulty=DIFFICULTY)
+
+    def slow_second_solve(body):
+        reply = plain(body)
+        if stage_of(body) in {"system1", "system2"} and solve_index(body) == 1:
+            reply.delay = 0.5  # the interrupt lands while this request is in flight
+        return reply
+
+    def interrupt_on_second_solve(event) -> None:
+        if event.get("event") == "solving" and event["index"] == 1:
+            raise KeyboardInterrupt  # as Ctrl-C does in the main thread
+
+    fakes = fake_models(slow_second_solve)
+    with pytest.raises(KeyboardInterrupt):
+        threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1", on_event=interrupt_on_second_solve)
+    snap = threads.snapshot(graph, "t1")
+    assert snap.next == () and [t.result is not None for t in snap.tasks] == [True]  # saved, not checkpointed
+    info = threads.info(graph, "t1")
+    assert (info.status, info.steps_done, info.answer) == ("incomplete", 2, None)
+
+    asked = len(fakes.calls)
+    result = threads.resume(graph, "t1")
+    assert result.answer == "30" and len(result.steps) == 3
+    assert [(stage_of(b), solve_index(b)) for b in fakes.calls[asked:]] == [("system2", 2)]
+    assert threads.info(graph, "t1").status == "done"
+
+
+def test_the_first_ctrl_c_stops_the_run_with_keyboard_interrupt_and_says_what_happens(capfd) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), interruptible("t1"):
+        os.kill(os.getpid(), signal.SIGINT)
+        threading.Event().wait(5)  # the handler raises in the main thread at once
+    assert signal.getsignal(signal.SIGINT) is before  # restored
+    assert "letting the steps in flight finish" in capfd.readouterr().err
+
+
+# --- one run at a time per thread --------------------------------------------------------------------------------
+
+HOLDER = """
+import sys
+from scale_graph import threads
+with threads.open_thread_graph(sys.argv[1]) as graph, threads.running(graph, sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@contextmanager
+def held_by_another_process(store: str, thread_id: str) -> Iterator[int]:
+    """A process holding the thread's run lock (its pid) until the block ends, when it is killed with SIGKILL:
+    the operating system lets go of its lock."""
+    with subprocess.Popen([sys.executable, "-c", HOLDER, store, thread_id], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+            yield proc.pid
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_a_thread_run_by_another_process_is_refused_naming_it(fake_models, offline, tmp_path, capsys) -> None:
+    good = make_script(difficulty=DIFFICULTY)
+    fakes = fake_models(lambda body: Reply(status=400) if stage_of(body) in {"system1", "system2"} else good(body))
+    store = str(tmp_path / "threads.sqlite")
+    with threads.open_thread_graph(store) as graph:
+        with pytest.raises(models.EndpointError):
+            threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1")
+        fakes.script, asked = good, len(fakes.calls)
+
+        with held_by_another_process(store, "t1") as pid:
+            who = f"is being run by another process: pid {pid} on host {socket.gethostname()}"
+            with pytest.raises(threads.ThreadBusy, match=who):
+                threads.resume(graph, "t1")
+            with pytest.raises(threads.ThreadBusy, match=who):  # not "already exists": it is checked under the lock
+                threads.start(graph, PROBLEM, context=fake_context(), thread_id="t1")
+            assert scale("resume", "t1", "--checkpointer", store, "--quiet") == 4
+            assert who in capsys.readouterr().err
+            assert len(fakes.calls) == asked  # nothing was asked of the model
+            with threads.running(graph, "t2"):  # another thread of the same store is free
+                pass
+
+        assert threads.resume(graph, "t1").answer == "30"
+    assert list((tmp_path / "threads.sqlite.locks").iterdir()) == []  # each run removes its lock file
+
+
+def test_the_run_lock_is_reentrant_in_its_thread_and_refused_to_another_thread(graph) -> None:
+    refused: list[threads.ThreadBusy] = []
+
+    def run_elsewhere() -> None:
+        try:
+            with threads.running(graph, "t1"):
+                pass
+        except threads.ThreadBusy as exc:
+            refused.append(exc)
+
+    with threads.running(graph, "t1"):
+        with threads.running(graph, "t1"):  # a command holds it around a run that takes it again
+            pass
+        other = threading.Thread(target=run_elsewhere)
+        other.start()
+        other.join()
+    assert len(refused) == 1 and f"pid {os.getpid()}" in str(refused[0]) and "(this process)" in str(refused[0])
+    run_elsewhere()  # let go: the other thread gets it now
+    assert len(refused) == 1
+
+
+def test_a_resume_whose_endpoint_is_down_names_base_url_and_continues_there(fake_models, offline, monkeypatch,
+                                                                              tmp_path, capsys) -> None:
+    """Re-running the suggested `scale resume T` failed the same way when the recorded endpoint was down."""
+    good = make_script(difficulty=DIFFICULTY)
+    fakes = fake_models(lambda body: Reply(status=400) if stage_of(body) in {"system1", "system2"} else good(body))
+    store = str(tmp_path / "cli.sqlite")
+    common = ["--checkpointer", store, "--quiet"]
+    assert scale("solve", PROBLEM, "--thread", "t1", "--base-url", fake_context().base_url, "--model", "fake-model",
+                 "--candidates", "2", *common) == 1
+    capsys.readouterr()
+
+    def down(url: str, api_key: str | None = None) -> None:
+        if url == fake_context().base_url:
+            raise models.EndpointError(url, "cannot connect (ConnectError); is the server running?", retryable=False)
+
+    monkeypatch.setattr(api, "check_endpoint", down)
+    fakes.script = good
+    assert scale("resume", "t1", *common) == 1
+    err = capsys.readouterr().err
+    assert f"model endpoint {fake_context().base_url}: cannot connect" in err
+    assert "`scale resume t1 --base-url URL`" in err
+
+    moved = "http://moved.invalid/v1"
+    assert scale("resume", "t1", "--base-url", moved, "--json", *common) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == "30"
+    with threads.open_thread_graph(store) as graph:
+        assert threads.recorded_context(graph, "t1")["base_url"] == moved  # and later resumes go there too

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -127,6 +132,10 @@ def render(result: SolveResult, console: Console) -> None:
 
 EXIT_BUDGET = 3
 """A per-problem budget stopped the run (its partial steps are printed)."""
+EXIT_BUSY = 4
+"""Another process is running the thread; nothing was done (the message names it)."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (128 + SIGINT, as shells report it); the finished steps are kept."""
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 """A compiled graph with its checkpointer (any state, context, input and output)."""
@@ -138,9 +147,11 @@ Action = Callable[[Graph, threads.RunOptions], SolveResult]
 def execute(args: argparse.Namespace, thread_id: str, action: Action) -> int:
     """Open the thread store, run ``action`` with live progress, print the result; returns the exit code.
 
-    Shared by every command that runs SCALE on a thread (solve, resume, replay, fork). 3 when a per-problem
+    Shared by every command that runs SCALE on a thread (solve, resume, replay, fork). The thread's run lock is
+    held throughout (:func:`~scale_graph.threads.running`): 4 when another process holds it. 3 when a per-problem
     budget stopped the run, 2 for a request that cannot be done (unknown thread or checkpoint, ...), 1 when the
-    run could not finish; then the steps that did finish are kept and the message says how to continue.
+    run could not finish, 130 when Ctrl-C stopped it; then the steps that did finish are kept and the message says
+    how to continue. 0 for ``resume`` of a thread that had already finished (it says so, and prints the result).
     """
     err = Console(stderr=True, soft_wrap=True)
     progress = ProgressPrinter(err)
@@ -151,21 +162,88 @@ def execute(args: argparse.Namespace, thread_id: str, action: Action) -> int:
 
     def run(graph: Graph) -> int:
         try:
-            result = action(graph, options)
+            with threads.running(graph, thread_id), interruptible(thread_id):
+                result = action(graph, options)
+        except threads.ThreadBusy as exc:
+            return fail(err, exc, EXIT_BUSY)
+        except threads.ThreadFinished as exc:
+            err.print(safe(exc), highlight=False)
+            print_result(exc.result, as_json=args.json)
+            return 0
         except threads.ThreadError:
             raise
         except InvalidSettings as exc:  # e.g. a thread's recorded settings that are no longer accepted
             return fail(err, f"{exc} (set it with its flag, e.g. --{exc.field.replace('_', '-')})", 2)
-        except (EndpointError, LocalModelError, ValueError, KeyboardInterrupt) as exc:
-            code = fail(err, exc or "interrupted", 130 if isinstance(exc, KeyboardInterrupt) else 1)
+        except KeyboardInterrupt:
+            note = (f"the finished steps are kept; `scale resume {thread_id}` continues the run"
+                    if threads.exists(graph, thread_id) else "before the run began: nothing was written")
+            err.print(f"[yellow]interrupted:[/] {safe(note)}", highlight=False)
+            return EXIT_INTERRUPTED
+        except (EndpointError, LocalModelError, ValueError) as exc:
+            code = fail(err, exc, 1)
             if threads.exists(graph, thread_id):
-                err.print(f"the finished steps are kept: `scale resume {thread_id}` continues the run",
-                          highlight=False)
+                err.print(safe(how_to_continue(graph, thread_id, exc)), highlight=False)
             return code
         print_result(result, as_json=args.json)
         return EXIT_BUDGET if result.status == "budget_exhausted" else 0
 
     return with_store(args, run)
+
+
+def how_to_continue(graph: Graph, thread_id: str, exc: Exception) -> str:
+    """The note after a run that could not finish: the command that continues it, and where else it can run.
+
+    Resuming runs on the endpoint the thread recorded; when that endpoint is the trouble, running the same command
+    again fails the same way, so the note names the flag that points the run elsewhere.
+    """
+    command = f"scale resume {thread_id}"
+    kept = f"the finished steps are kept: `{command}` continues the run"
+    if isinstance(exc, EndpointError):
+        recorded = threads.recorded_context(graph, thread_id)
+        flag = "--system2-base-url" if exc.url == recorded.get("system2_base_url") else "--base-url"
+        return (f"{kept} on {exc.url} when it answers again; to continue on another endpoint: "
+                f"`{command} {flag} URL` (with --model NAME if it serves another model)")
+    if isinstance(exc, LocalModelError):
+        return f"{kept}; to continue on an OpenAI-compatible endpoint instead: `{command} --base-url URL`"
+    return kept
+
+
+@contextmanager
+def interruptible(thread_id: str) -> Iterator[None]:
+    """Two-stage Ctrl-C for the block: the first stops the run once the steps in flight finish, the second at once.
+
+    The first Ctrl-C lets the steps in flight finish, so their results are kept, then stops the run with
+    :class:`KeyboardInterrupt`. A second stops the process at once (exit 130, as a ``kill`` would: the steps in
+    flight are asked again on resume, nothing finished is lost).
+
+    Only in the main thread (where Python delivers signals); elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = False
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal pressed
+        if pressed:
+            _say(f"stopped at once: `scale resume {thread_id}` continues the run (`scale show {thread_id}`: how far "
+                 "it got); the steps that were in flight will be asked again")
+            os._exit(EXIT_INTERRUPTED)
+        pressed = True
+        _say("interrupting: letting the steps in flight finish so their results are kept (Ctrl-C again to stop "
+             "at once)")
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _say(text: str) -> None:
+    """Write a line to stderr from a signal handler (unbuffered: it may interrupt a buffered write)."""
+    os.write(sys.stderr.fileno(), f"{terminal_text(text)}\n".encode(errors="replace"))
 
 
 def print_result(result: SolveResult, *, as_json: bool) -> None:
