@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Continue a thread from its latest checkpoint: only the steps that had not "
                                    "finished are run. The run keeps the settings it was started with; "
                                    "run-configuration flags override them (e.g. --base-url if the endpoint "
-                                   "moved).")
+                                   "moved or is down). A finished thread: nothing runs, its result is printed "
+                                   "(exit 0). A thread another process is running: refused, naming it (exit 4).")
     add_thread_arguments(p)
     add_run_options(p)
     p.set_defaults(func=run)

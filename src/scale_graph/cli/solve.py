@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("solve", help="solve one problem with SCALE",
                        description="Solve one math problem with SCALE and print the steps and the answer. "
                                    "The run is a thread in the checkpointer: `scale resume THREAD` continues it "
-                                   "if it is interrupted.")
+                                   "if it is interrupted (Ctrl-C once: the steps in flight finish and are kept; "
+                                   "twice: stop at once).")
     p.add_argument("problem", nargs="?", help="the problem text, or '-' to read it from stdin")
     p.add_argument("--file", help="read the problem from this file")
     p.add_argument("--id", dest="problem_id", help="an id for the problem (kept in results and traces)")
