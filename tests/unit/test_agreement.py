@@ -161,7 +161,8 @@ def test_eval_rows_and_calibration_of_an_agreement_run(fake_models, tmp_path):
     five = EvalRun(dataset=dataset, method=get_method("scale"),
                    context=fake_context(assess="agreement", agreement_samples=5), out_dir=out)
     assert len({self_rated.path, agreement.path, five.path}) == 3
-    assert "agreement_samples" not in agreement.settings() and five.settings()["agreement_samples"] == 5
+    assert "agreement_samples" not in self_rated.settings()  # a self-rated run keeps the identity it had
+    assert agreement.settings()["agreement_samples"] == 3 and five.settings()["agreement_samples"] == 5
     run_eval(agreement)
     (row,) = read_rows(agreement.path)
     assert [u["from_sample"] for u in row["units"]] == [None, 0, None]

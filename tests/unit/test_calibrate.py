@@ -30,7 +30,7 @@ from scale_graph.eval.methods import get_method
 from scale_graph.eval.results import read_dirs, read_rows
 from scale_graph.eval.runner import EvalRun, run_eval
 from scale_graph.grading import GradingPool
-from scale_graph.testing import FakeOpenAIServer, Reply, current_subproblem, stage_of
+from scale_graph.testing import FakeOpenAIServer, Reply, current_subproblem, scale_script, stage_of
 from tests.conftest import fake_context, make_script
 
 SUBS = ["Find A.", "Find B.", "Give the final answer."]
@@ -264,3 +264,13 @@ def test_calibrate_command_end_to_end(tmp_path, capsys):
         assert "0 sub-problems done now, 2 already there" in err
         assert main(["report", str(results)]) == 0  # the calibration rows do not disturb the results directory
         assert main(["calibrate", str(results), "--out", str(results), *common]) == 2
+
+
+def test_the_issue16_commands_on_the_fake_model(tmp_path):
+    """The integration test's command lines (tests/integration/test_issue16_commands.py), on the fake server."""
+    from tests.integration.test_issue16_commands import check_outputs, issue16_commands
+
+    with FakeOpenAIServer(scale_script) as server:
+        for argv in issue16_commands(tmp_path, ["--base-url", server.base_url]):
+            assert main(argv) == 0, argv
+    check_outputs(tmp_path)

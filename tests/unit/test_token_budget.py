@@ -5,6 +5,7 @@ equal tokens with fixed-τ runs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,18 @@ def test_sweep_compares_budget_runs_with_fixed_tau_runs(tmp_path):
 def test_sweep_refuses_a_budget_below_one(tmp_path):
     assert main(["sweep", "--dataset", "gsm8k_dev", "--token-budgets", "0", "--out", str(tmp_path)]) == 2
 
+
+def test_budget_settings_are_part_of_a_runs_identity_only_when_it_routes_by_budget():
+    from scale_graph.eval.datasets import load_dataset
+    from scale_graph.eval.methods import get_method
+    from scale_graph.eval.runner import EvalRun
+
+    def settings(**kw):
+        return EvalRun(dataset=load_dataset("gsm8k_dev"), method=get_method("scale"), context=fake_context(**kw),
+                       out_dir=Path("unused")).settings()
+
+    plain = settings()
+    assert not {"token_budget", "system1_token_cost", "agreement_samples"} & set(plain)
+    assert settings(**GIVEN) == plain  # costs without a budget change nothing
+    routed = settings(token_budget=600, **GIVEN)
+    assert (routed["token_budget"], routed["system1_token_cost"], routed["system2_token_cost"]) == (600, 10.0, 100.0)

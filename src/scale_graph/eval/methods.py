@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,14 +41,12 @@ class Method:
     context_class: type[Context] = Context
     """The graph's context schema: ``Context`` for SCALE, ``BaselineContext`` for the baselines."""
     optional_settings: tuple[str, ...] = ()
-    """Context fields this method's result depends on that are recorded only when set away from their default, so
-    runs made before the field existed keep their identity (and resume)."""
+    """Context fields this method's result depends on only in some runs: recorded when they apply
+    (:data:`APPLIES`), so runs made before the field existed keep their identity (and resume)."""
 
     def optional_settings_of(self, ctx: Context) -> dict[str, Any]:
-        """The :attr:`optional_settings` of ``ctx`` that differ from the field's default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(Context)}
-        return {name: getattr(ctx, name) for name in self.optional_settings
-                if getattr(ctx, name) != defaults.get(name)}
+        """The :attr:`optional_settings` of ``ctx`` that apply to its run."""
+        return {name: getattr(ctx, name) for name in self.optional_settings if APPLIES[name](ctx)}
 
     def graph(self) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The compiled graph (imported on first use, so naming a method compiles nothing else)."""
@@ -81,6 +80,14 @@ _SCALE = (
 )
 _SCALE_OPTIONAL = ("agreement_samples", "token_budget", "system1_token_cost", "system2_token_cost")
 """SCALE settings added after runs were recorded: the agreement assessor's m and budget routing."""
+
+APPLIES: dict[str, Callable[[Context], bool]] = {
+    "agreement_samples": lambda ctx: ctx.assess == "agreement",
+    "token_budget": lambda ctx: ctx.token_budget is not None,
+    "system1_token_cost": lambda ctx: ctx.token_budget is not None and ctx.system1_token_cost is not None,
+    "system2_token_cost": lambda ctx: ctx.token_budget is not None and ctx.system2_token_cost is not None,
+}
+"""When an optional setting changes what a run does (and so is part of its identity)."""
 
 METHODS: dict[str, Method] = {
     m.name: m
