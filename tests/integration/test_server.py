@@ -20,7 +20,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel.remote import RemoteGraph
 from langgraph_sdk import get_client, get_sync_client
-from langgraph_sdk.errors import BadRequestError, NotFoundError
+from langgraph_sdk.errors import BadRequestError, NotFoundError, UnprocessableEntityError
 
 from scale_graph.problem import MAX_PROBLEM_CHARS
 from scale_graph.testing import FakeOpenAIServer, Reply, scale_script, stage_of, user_text
@@ -47,6 +47,10 @@ STAGE_EVENTS = {"preset", "candidate", "decomposition", "assessed", "solving", "
 CONTEXT = {"candidates": 2}
 
 
+FAILS_ONCE = "(fails once)"
+"""Problems containing this get HTTP 400 (not retried: the run fails) on their first System 2 request."""
+failed: set[str] = set()
+
 PEAK = "(peak)"
 """Problems containing this are answered after 0.3 s, counting how many of their requests are at the model at once."""
 peak_lock = threading.Lock()
@@ -57,6 +61,12 @@ def script(body: dict) -> Reply:
     reply = scale_script(body)
     if SLOW in user_text(body):
         reply.delay = 0.5
+    if FAILS_ONCE in user_text(body) and stage_of(body) == "system2":
+        problem = user_text(body).split(FAILS_ONCE)[1].split()[0]  # the token after the marker
+        with peak_lock:
+            if problem not in failed:
+                failed.add(problem)
+                return Reply(status=400)
     if PEAK in user_text(body):
         with peak_lock:
             at_model["now"] += 1
@@ -338,6 +348,71 @@ async def fork_and_reroute(client, server) -> None:
     assert [stage_of(b) for b in server.fake.requests[asked:]] == ["system2", "system2"]
 
 
+async def test_fork_with_the_shorthand_difficulty_edit(server) -> None:
+    """``{"assessments": {"0": 0.95}}`` (index → difficulty) is a state edit too; the edit is marked as one."""
+    async with server.client() as client:
+        thread_id, history = await solved_thread(client)
+        target = before_solving(history, 0)
+        forked = await client.threads.update_state(thread_id, {"assessments": {"0": 0.95}}, as_node="assess",
+                                                   checkpoint_id=target["checkpoint"]["checkpoint_id"])
+        asked = len(server.fake.requests)
+        result = await client.runs.wait(thread_id, "scale", input=None, checkpoint=forked["checkpoint"],
+                                        context=CONTEXT)
+    assert [s["mode"] for s in result["steps"]] == ["system2", "system2"]
+    assert result["steps"][0]["difficulty"] == 0.95
+    assert [stage_of(b) for b in server.fake.requests[asked:]] == ["system2", "system2"]
+
+
+@pytest.mark.parametrize(("assessments", "says"), [
+    ({"0": "hard"}, "a difficulty must be a number in [0, 1], got 'hard'"),
+    ({"first": 0.9}, "keys are sub-problem indexes"),
+    ([0.95], "got list"),
+])
+async def test_a_malformed_assessments_edit_gets_422_and_writes_nothing(server, assessments, says) -> None:
+    """Aegra answered 500 to these (or wrote them, and the next run died with TypeError)."""
+    async with server.client() as client:
+        thread_id, history = await solved_thread(client)
+        target = before_solving(history, 0)["checkpoint"]["checkpoint_id"]
+        for as_node in (None, "assess"):
+            with pytest.raises(UnprocessableEntityError) as caught:
+                await client.threads.update_state(thread_id, {"assessments": assessments}, as_node=as_node,
+                                                  checkpoint_id=target)
+            assert caught.value.response.json()["error"] == "invalid_edit"
+            assert says in caught.value.response.json()["message"]
+        assert len(await client.threads.get_history(thread_id, limit=100)) == len(history)
+
+
+async def test_a_failed_run_is_continued_with_input_none_without_asking_finished_steps(server) -> None:
+    """``runs.wait(thread_id, "scale", input=None)`` continues a thread from its latest checkpoint, as on
+    ``langgraph dev``; Aegra answered 422 ("Must specify at least one of 'input', 'command', or 'checkpoint'")."""
+    token = secrets.token_hex(4)
+    problem = f"{PROBLEM} {FAILS_ONCE} {token}"
+
+    def asked(start: int = 0) -> list[str]:
+        return [stage_of(b) for b in server.fake.requests[start:] if token in user_text(b)]
+
+    async with server.client() as client:
+        thread = await client.threads.create()
+        thread_id = thread["thread_id"]
+        run = await client.runs.create(thread_id, "scale", input={"problem": problem}, context=CONTEXT)
+        await client.runs.join(thread_id, run["run_id"])
+        assert (await client.runs.get(thread_id, run["run_id"]))["status"] == "error"
+        before = asked()
+        assert before[-2:] == ["system1", "system2"]  # the 1st step was solved; the 2nd failed (HTTP 400)
+        assert (await client.threads.get_state(thread_id))["next"] == ["solve_deep"]
+        start = len(server.fake.requests)
+        result = await client.runs.wait(thread_id, "scale", input=None)
+        assert result["answer"] == "20" and [s["mode"] for s in result["steps"]] == ["system1", "system2"]
+        assert asked(start) == ["system2"]  # only the step that had not finished
+        runs = await client.runs.list(thread_id)
+        assert [r["status"] for r in runs] == ["success", "error"]
+        assert (await client.threads.get_state(thread_id))["next"] == []
+        # and on a finished thread it does nothing, and asks nothing
+        start = len(server.fake.requests)
+        again = await client.runs.wait(thread_id, "scale", input=None)
+        assert again["answer"] == "20" and asked(start) == []
+
+
 async def test_cancel_a_run(server) -> None:
     async with server.client() as client:
         await cancel_mid_run(client, server)
@@ -407,10 +482,11 @@ def one_problem_per_app_thread(app, client) -> None:
     assert client.threads.get_state(thread_id)["values"]["answer"] == "20"
     with pytest.raises(BadRequestError, match="checkpoint_id is required"):
         RemoteGraph(remote_example().assistant_id(client), sync_client=client).get_state(config)
-    with pytest.raises(Exception, match="InvalidProblem"):  # a second problem on that thread (Aegra sends the type)
-        app.invoke({"problem": "What is 2 + 2?"}, config)
-    other = {"configurable": {"thread_id": f"app-{secrets.token_hex(4)}"}}
-    assert app.invoke({"problem": "What is 2 + 2?"}, other)["answer"] == "20"
+    # a second problem on that app thread is a fresh solve on the same server thread (it was refused before)
+    second = app.invoke({"problem": "What is 2 + 2?"}, config)
+    assert second["answer"] == "20" and len(second["steps"]) == 2  # the second problem's steps only
+    assert client.threads.get_state(thread_id)["values"]["problem"] == "What is 2 + 2?"
+    assert [r["status"] for r in client.runs.list(thread_id)] == ["success", "success"]
 
 
 def test_on_aegra_remote_graph_needs_the_assistant_id(server) -> None:

@@ -77,8 +77,9 @@ async def test_a_client_cannot_choose_the_model_endpoint(open_gate) -> None:
     async with client(open_gate) as c:
         refused = await c.post("/threads/t/runs", json={"context": {"base_url": "http://10.0.0.1/v1"}})
         assert refused.status_code == 422 and "base_url" in refused.json()["message"]
-        allowed = await c.post("/threads/t/runs", json={"context": {"threshold": 0.5}})
-        assert allowed.status_code == 200 and allowed.json() == {"context": {"threshold": 0.5}}
+        body = {"input": {"problem": "1+1?"}, "context": {"threshold": 0.5}}
+        allowed = await c.post("/threads/t/runs", json=body)
+        assert allowed.status_code == 200 and allowed.json() == body
         assert (await c.post("/x", content=b"not json")).status_code == 200
 
 
@@ -287,3 +288,110 @@ async def test_a_tenant_over_its_runs_in_flight_gets_429_with_retry_after_and_ot
         runs.active["a"] = 1  # one finished
         assert (await c.post("/threads/t/runs/wait", json=body, headers={"x-api-key": "a"})).status_code == 200
     assert runs.active == {"a": 2, "b": 1}
+
+
+# --- /ok, continuing a thread, state edits ---------------------------------------------------------------------
+
+
+async def test_ok_answers_like_langgraph_servers_once_the_gate_is_open() -> None:
+    gate = Gate()
+    async with client(gate) as c:
+        assert (await c.get("/ok")).status_code == 503
+        gate.open()
+        ok = await c.get("/ok")
+    assert ok.status_code == 200 and ok.json() == {"ok": True}
+
+
+@pytest.mark.parametrize("path", ["/threads/t/runs", "/threads/t/runs/stream", "/threads/t/runs/wait"])
+@pytest.mark.parametrize("body", [
+    {"assistant_id": "scale"},  # what runs.wait(thread_id, "scale", input=None) sends
+    {"assistant_id": "scale", "input": None, "command": None, "context": {"threshold": 0.5}},
+])
+async def test_a_run_without_input_on_a_thread_continues_from_the_latest_checkpoint(open_gate, path, body) -> None:
+    """Aegra answers 422 to a run body without input, command or checkpoint; LangGraph's servers continue the
+    thread from its latest checkpoint. The guard sends Aegra the same request with the latest checkpoint named."""
+    async with client(open_gate) as c:
+        passed = await c.post(path, json=body)
+    assert passed.status_code == 200
+    assert passed.json() == {**body, "checkpoint": {"checkpoint_ns": ""}}
+
+
+async def test_the_rewritten_body_carries_its_own_content_length(open_gate) -> None:
+    seen: dict[str, bytes] = {}
+
+    async def app(scope, receive, send) -> None:
+        seen["length"] = dict(scope["headers"])[b"content-length"]
+        await echo(scope, receive, send)
+
+    guard = Guard(app, max_body_bytes=LIMIT, gate=open_gate)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://test") as c:
+        passed = await c.post("/threads/t/runs/wait", json={"assistant_id": "scale"})
+    assert int(seen["length"]) == len(passed.content)
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/threads/t/runs", {"assistant_id": "scale", "input": {"problem": "1+1?"}}),
+    ("/threads/t/runs", {"assistant_id": "scale", "checkpoint_id": "c"}),
+    ("/threads/t/runs", {"assistant_id": "scale", "checkpoint": {"checkpoint_id": "c"}}),
+    ("/threads/t/runs", {"assistant_id": "scale", "command": {"goto": "route"}}),
+    ("/runs/wait", {"assistant_id": "scale"}),  # no thread to continue: Aegra answers
+    ("/threads/t/runs/crons", {"assistant_id": "scale", "schedule": "* * * * *"}),
+    ("/threads/t/runs/batch", {"assistant_id": "scale"}),
+])
+async def test_other_run_bodies_are_not_rewritten(open_gate, path, body) -> None:
+    async with client(open_gate) as c:
+        passed = await c.post(path, json=body)
+    assert passed.status_code == 200 and passed.json() == body
+
+
+BAD_EDITS = [
+    ({"0": "hard"}, "assessments['0']: a difficulty must be a number in [0, 1], got 'hard'"),
+    ({"0": 1.5}, "a difficulty must be a number in [0, 1], got 1.5"),
+    ({"first": 0.9}, "keys are sub-problem indexes"),
+    ({"-1": 0.9}, "keys are sub-problem indexes"),
+    ([0.9], "got list"),
+    (0.9, "got float"),
+    ({"0": {"difficulty": 0.9, "mood": "sad"}}, "unknown fields mood"),
+    ({"0": {"index": 3, "difficulty": 0.9}}, "its index is 3, not 0"),
+]
+
+
+@pytest.mark.parametrize(("assessments", "says"), BAD_EDITS, ids=[str(a) for a, _ in BAD_EDITS])
+async def test_a_malformed_assessments_edit_gets_422_before_aegra_writes_it(assessments, says) -> None:
+    """Aegra answered these with 500 (the reducer's TypeError, or later the run's)."""
+    reached: list[str] = []
+
+    async def aegra(scope, receive, send) -> None:
+        reached.append(scope["path"])
+        await echo(scope, receive, send)
+
+    gate = Gate()
+    gate.open()
+    guard = Guard(aegra, max_body_bytes=LIMIT, gate=gate)
+    bodies = [
+        ("/threads/t/state", {"values": {"assessments": assessments}, "as_node": "assess"}),
+        ("/threads/t/state", {"values": [{"problem": "x"}, {"assessments": assessments}], "checkpoint_id": "c"}),
+        ("/threads/t/runs/wait", {"assistant_id": "scale", "command": {"update": {"assessments": assessments}}}),
+        ("/threads/t/runs", {"assistant_id": "scale", "command": {"update": [["assessments", assessments]]}}),
+    ]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://test") as c:
+        for path, body in bodies:
+            refused = await c.post(path, json=body)
+            assert refused.status_code == 422, (path, refused.text)
+            assert refused.json()["error"] == "invalid_edit" and says in refused.json()["message"], refused.text
+    assert reached == []
+
+
+@pytest.mark.parametrize("assessments", [
+    {"0": 0.95},  # the shorthand: index → difficulty
+    {"0": 0, "1": 1, "2": 0.5},
+    {"0": {"index": 0, "difficulty": 0.95, "fallback": None, "contextual": False, "completion_tokens": 3}},
+    {"1": {"difficulty": 0.2}},  # a record edited in place, fields left out
+    {},
+    None,  # writes nothing (the reducer keeps what is there)
+])
+async def test_well_formed_assessments_edits_pass_unchanged(open_gate, assessments) -> None:
+    body = {"values": {"assessments": assessments}, "as_node": "assess", "checkpoint_id": "c"}
+    async with client(open_gate) as c:
+        passed = await c.post("/threads/t/state", json=body)
+    assert passed.status_code == 200 and passed.json() == body

@@ -1,7 +1,9 @@
-"""What the server guard checks in a request body, as plain functions: storable JSON, run settings, run input.
+"""What the server guard checks in a request body, and the one body it rewrites, as plain functions.
 
-No ASGI here (that is :mod:`scale_graph.server.guard`): each function takes the body (bytes or parsed JSON) and says
-what is wrong with it, so it can be tested, and fuzzed, on its own.
+Checked: storable JSON, run settings, run input, state edits. Rewritten: a run that continues a thread from its
+latest checkpoint without saying so (:func:`resume_latest`). No ASGI here (that is :mod:`scale_graph.server.guard`):
+each function takes the body (bytes or parsed JSON) and says what is wrong with it, so it can be tested, and fuzzed,
+on its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from scale_graph.problem import InvalidProblem, check_problem
 from scale_graph.settings import FieldRule, InvalidSettings, field_rules
+from scale_graph.state import check_assessments_edit
 
 SERVER_OWNED = frozenset({"base_url", "system2_base_url", "api_key"})
 """Context fields only the server sets."""
@@ -174,3 +177,52 @@ def run_input_problem(data: Any) -> tuple[int, str] | None:
         except InvalidProblem as exc:
             return 422, f"invalid problem: {exc}"
     return None
+
+
+RESUMING = ("input", "command", "checkpoint", "checkpoint_id")
+"""The fields of a run-creating body, any of which says where the run starts (Aegra needs one of them)."""
+LATEST_CHECKPOINT: dict[str, Any] = {"checkpoint_ns": ""}
+"""The ``checkpoint`` that names no checkpoint id: LangGraph continues from the thread's latest."""
+
+
+def resume_latest(data: Any) -> dict[str, Any] | None:
+    """The body a run on a thread should have when it sets none of :data:`RESUMING`; None for any other body.
+
+    ``runs.wait(thread_id, "scale", input=None)`` continues the thread from its latest checkpoint on LangGraph's
+    servers, but Aegra refuses a body without ``input``, ``command`` or ``checkpoint`` (422). The same request
+    with ``checkpoint: {"checkpoint_ns": ""}`` (no id: the latest) is Aegra's way to say it.
+    """
+    if not isinstance(data, dict) or any(data.get(name) is not None for name in RESUMING):
+        return None
+    return {**data, "checkpoint": dict(LATEST_CHECKPOINT)}
+
+
+def assessments_edit_problem(data: Any) -> str | None:
+    """Why a state edit's ``assessments`` cannot be written, else None.
+
+    ``data`` is the body of ``POST /threads/{id}/state`` (``values``: one update or a list of them) or of a run
+    (``command.update``: a mapping, or a list of ``[channel, value]`` pairs). Each ``assessments`` value is
+    checked by :func:`scale_graph.state.check_assessments_edit`, as the state's reducer will check it, so a bad
+    one is refused before Aegra writes anything (it answered 500).
+    """
+    for item in data if isinstance(data, list) else [data]:
+        if not isinstance(item, dict):
+            continue
+        command = item.get("command")
+        updates = [item.get("values"), command.get("update") if isinstance(command, dict) else None]
+        for update in updates:
+            for value in _assessments_writes(update):
+                try:
+                    check_assessments_edit(value)
+                except ValueError as exc:
+                    return str(exc)
+    return None
+
+
+def _assessments_writes(update: Any) -> Iterable[Any]:
+    """The ``assessments`` values an update writes (None writes nothing: the reducer keeps what is there)."""
+    for one in update if isinstance(update, list) else [update]:
+        if isinstance(one, dict) and one.get("assessments") is not None:
+            yield one["assessments"]
+        elif isinstance(one, list | tuple) and len(one) == 2 and one[0] == "assessments" and one[1] is not None:
+            yield one[1]

@@ -24,6 +24,15 @@
   keys, a near-miss of a field name), then against the operator's limits
   (:class:`~scale_graph.server.config.ServerLimits`): ``422`` ``invalid_settings`` naming the field and the
   reason, before a run or assistant exists.
+- **State edits**: ``POST /threads/{id}/state`` (and a run's ``command.update``) whose ``assessments`` is not
+  ``{index: difficulty}`` or assessment records gets ``422`` with
+  :func:`scale_graph.state.check_assessments_edit`'s message, before anything is written (Aegra answered 500).
+- **Continuing a thread**: a run on a thread (``/threads/{id}/runs``, ``/runs/stream``, ``/runs/wait``) with none
+  of ``input``, ``command``, ``checkpoint``, ``checkpoint_id`` — ``runs.wait(thread_id, "scale", input=None)``,
+  which continues the thread from its latest checkpoint on LangGraph's servers — is passed on with
+  ``checkpoint: {"checkpoint_ns": ""}`` (the latest checkpoint), which Aegra accepts; Aegra refused it with 422.
+- **``/ok``**: ``GET /ok`` answers ``{"ok": true}`` once the gate is open, as LangGraph's servers do, so the same
+  probe works on both (``/health`` also checks the database).
 - **Runs in flight per tenant**: a request that would create runs when its tenant already has
   ``SCALE_SERVER_TENANT_RUNS`` pending or running gets ``429`` with ``Retry-After``
   (:mod:`scale_graph.server.tenancy`).
@@ -40,10 +49,12 @@ from typing import Any
 from scale_graph.context import Context
 from scale_graph.server.bodies import (
     Caps,
+    assessments_edit_problem,
     merged_rules,
     non_finite_at,
     owned_fields,
     parse_json,
+    resume_latest,
     run_input_problem,
     settings_problem,
     unstorable_at,
@@ -61,6 +72,10 @@ GATE_HEADER = "x-scale-selfcheck"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RUN_PATHS = re.compile(r"^(/threads/[^/]+)?/runs(/stream|/wait|/batch|/crons)?/?$")
 """Paths of the requests that create runs (or crons, which create runs later)."""
+THREAD_RUN_PATHS = re.compile(r"^/threads/[^/]+/runs(/stream|/wait)?/?$")
+"""Paths that create one run on a thread (where a body without input continues the thread)."""
+STATE_PATHS = re.compile(r"^/threads/[^/]+/state/?$")
+"""The path of a state edit (``update_state``)."""
 CRON_PATHS = re.compile(r"/crons/?$")
 """Crons create their runs later: they are checked like runs but not counted against the tenant's runs."""
 
@@ -110,6 +125,9 @@ class Guard:
         if not self.gate.admits(scope):
             await respond(send, 503, "starting", "the server is verifying its authentication; retry shortly")
             return
+        if scope["method"] in {"GET", "HEAD"} and scope.get("path") == "/ok":
+            await send_json(send, 200, {"ok": True})
+            return
         if scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
@@ -145,6 +163,13 @@ class Guard:
         if where := unstorable_at(data):
             await respond(send, 422, "invalid_request", f"strings cannot contain NUL or lone surrogates: {where}")
             return
+        edits_state = scope["method"] == "POST" and STATE_PATHS.match(scope.get("path", "")) is not None
+        if (edits_state or creates_runs) and (problem := assessments_edit_problem(data)):
+            await respond(send, 422, "invalid_edit", problem)
+            return
+        if creates_runs and THREAD_RUN_PATHS.match(scope["path"]) and (resumed := resume_latest(data)) is not None:
+            data, body = resumed, json.dumps(resumed).encode()
+            scope = with_content_length(scope, len(body))
         if creates_runs and self.runs is not None and not CRON_PATHS.search(scope["path"]):
             await self._admit_runs(scope, body, data, receive, send)
             return
@@ -216,6 +241,12 @@ class Guard:
                 return b"".join(chunks)
 
 
+def with_content_length(scope: Scope, length: int) -> Scope:
+    """A copy of ``scope`` whose ``Content-Length`` header says ``length`` (for a rewritten body)."""
+    headers = [(k, v) for k, v in scope.get("headers") or [] if k.lower() != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
+
+
 def replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that yields ``body`` once, then defers to the real one (for disconnects)."""
     sent = False
@@ -232,9 +263,13 @@ def replay(body: bytes, receive: Receive) -> Receive:
 
 async def respond(send: Send, status: int, error: str, message: str, *, retry_after: int | None = None) -> None:
     """Send a JSON error in Aegra's shape (``{"error", "message", "details"}``)."""
-    payload = json.dumps({"error": error, "message": message, "details": None}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send_json(send, status, {"error": error, "message": message, "details": None},
+                    [(b"retry-after", str(retry_after).encode())] if retry_after is not None else [])
+
+
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send ``body`` as a JSON response."""
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": payload})
