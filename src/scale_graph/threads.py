@@ -349,14 +349,16 @@ def fork(graph: CompiledGraph, thread_id: str, checkpoint_id: str, *,
     the recorded Context with ``overrides`` (Eq. 4 with its τ). The checkpoint must lie in the solve loop: after
     the decomposition and its pending assessments, before the changed sub-problems were solved.
     """
-    snap = snapshot(graph, thread_id, checkpoint_id)
-    update = _difficulty_update(snap, checkpoint_id, difficulties or {})
-    context = context_with(recorded_context(graph, thread_id, checkpoint_id), overrides or {})
-    changes = [f"d{n}={d:g}" for n, d in sorted((difficulties or {}).items())] + [f"τ={context.threshold:g}"]
-    note = f"fork of {checkpoint_id}: {', '.join(changes)}"
-    config = run_config(thread_id=thread_id, checkpoint_id=checkpoint_id, metadata=_metadata(context, note))
-    forked = graph.update_state(config, update or None, as_node="assess")
-    return _run(graph, thread_id, None, context, options, checkpoint_id=forked["configurable"]["checkpoint_id"])
+    with running(graph, thread_id):  # the edit and the run it starts: no other process runs the thread between
+        snap = snapshot(graph, thread_id, checkpoint_id)
+        update = _difficulty_update(snap, checkpoint_id, difficulties or {})
+        context = context_with(recorded_context(graph, thread_id, checkpoint_id), overrides or {})
+        changes = [f"d{n}={d:g}" for n, d in sorted((difficulties or {}).items())] + [f"τ={context.threshold:g}"]
+        note = f"fork of {checkpoint_id}: {', '.join(changes)}"
+        config = run_config(thread_id=thread_id, checkpoint_id=checkpoint_id, metadata=_metadata(context, note))
+        forked = graph.update_state(config, update or None, as_node="assess")
+        return _run(graph, thread_id, None, context, options,
+                    checkpoint_id=forked["configurable"]["checkpoint_id"])
 
 
 def _difficulty_update(snap: StateSnapshot, checkpoint_id: str,
