@@ -195,15 +195,15 @@ class Context:
     system1_token_cost: float | None = field(
         default=None,
         metadata={"description": "Budget routing: expected completion tokens of one System 1 solve (e.g. from "
-                  "`scale calibrate`). Empty: the mean of this run's earlier System 1 steps, else "
-                  "system1_max_tokens.",
+                  "`scale calibrate`). Empty: system1_max_tokens. Either is blended with this run's own "
+                  "System 1 steps as they are solved.",
                   "gt": 0, "le": MAX_TOKENS_LIMIT},
     )
     system2_token_cost: float | None = field(
         default=None,
         metadata={"description": "Budget routing: expected completion tokens of one System 2 solve (e.g. from "
-                  "`scale calibrate`). Empty: the mean of this run's earlier System 2 steps, else "
-                  "system2_max_tokens.",
+                  "`scale calibrate`). Empty: system2_max_tokens. Either is blended with this run's own "
+                  "System 2 steps as they are solved.",
                   "gt": 0, "le": MAX_TOKENS_LIMIT},
     )
     max_concurrent_requests: int | None = field(
@@ -214,7 +214,8 @@ class Context:
     )
     request_timeout: float = field(
         default=600.0,
-        metadata={"description": "Seconds to wait for one model reply (connecting is capped at 10 s).",
+        metadata={"description": "Seconds one model reply may take in all, streamed or not: a deadline for the "
+                  "whole reply, not for each read (connecting is capped at 10 s).",
                   "gt": 0, "le": 86_400},
     )
 

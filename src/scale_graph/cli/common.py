@@ -47,9 +47,9 @@ _CONTEXT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--token-budget", "token_budget", int, "route under a budget instead of τ: System 2 goes to the hardest "
      "sub-problems while the expected completion tokens per problem stay within N (default: route by τ)"),
     ("--system1-token-cost", "system1_token_cost", float, "budget routing: expected tokens of a System 1 solve "
-     "(default: this run's mean so far, else --system1-max-tokens)"),
+     "(default: --system1-max-tokens; blended with the run's own steps)"),
     ("--system2-token-cost", "system2_token_cost", float, "budget routing: expected tokens of a System 2 solve "
-     "(default: this run's mean so far, else --system2-max-tokens)"),
+     "(default: --system2-max-tokens; blended with the run's own steps)"),
 ]
 
 
