@@ -274,3 +274,18 @@ def test_the_issue16_commands_on_the_fake_model(tmp_path):
         for argv in issue16_commands(tmp_path, ["--base-url", server.base_url]):
             assert main(argv) == 0, argv
     check_outputs(tmp_path)
+
+
+def test_a_forced_final_question_with_no_score_of_its_own_is_not_asked(fake_models, tmp_path, pool):
+    fakes = fake_models(SCRIPT)
+    results = eval_results(tmp_path, n=1)
+    for path in results.glob("*.jsonl"):  # as a run from before units kept the assessor's own score
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for row in rows:
+            for unit in row["units"]:
+                unit.pop("assessed_difficulty", None)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fakes.calls.clear()
+    outcome = run_calibration(calibrate(results), pool=pool)
+    assert outcome.done == 2  # A and B; the final question has no d to judge
+    assert sorted(stage_of(c) for c in fakes.calls) == ["system1", "system2"]

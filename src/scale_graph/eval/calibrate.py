@@ -198,8 +198,14 @@ class Calibration:
         return self.out_dir / CALIBRATION_FILE
 
     def items(self) -> list[Item]:
-        """The sub-problems to calibrate (``limit`` applied)."""
-        return items_of(read_dirs([self.results_dir]))[: self.limit]
+        """The sub-problems to calibrate (``limit`` applied): those with a d to judge.
+
+        A forced final question whose run recorded no score of the assessor's own (runs from before units kept
+        ``assessed_difficulty``, or the agreement assessor, which does not sample it) has nothing to judge: asking
+        its other mode would cost model time and add nothing to the statistics.
+        """
+        judged = [item for item in items_of(read_dirs([self.results_dir])) if item.judged_difficulty() is not None]
+        return judged[: self.limit]
 
     def pending(self) -> list[Item]:
         """The items with no row for this model yet."""
