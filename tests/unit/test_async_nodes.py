@@ -56,8 +56,8 @@ async def test_solver_tokens_stream_under_the_async_api() -> None:
 
 
 async def test_async_runs_make_no_blocking_call_on_the_event_loop() -> None:
-    """As ``langgraph dev`` checks (BlockBuster, with the calls it allows): the /models probe and the /tokenize
-    count run off the loop, in worker threads."""
+    """As ``langgraph dev`` checks (BlockBuster, with the calls it allows): the /models probe runs off the loop, in
+    a worker thread; the /tokenize count is awaited on the loop (the loop's connection pool)."""
     blockbuster = pytest.importorskip("blockbuster")
     with FakeVLLMServer(max_model_len=1200) as srv:
         ctx = Context(base_url=srv.base_url, candidates=2, system2_max_tokens=32768)  # counted: /tokenize

@@ -1,7 +1,9 @@
 """A JSON reply cut off by its budget is a content fault (retried, then the stage's fallback), not a crash.
 
-The OpenAI client raises ``LengthFinishReasonError`` for a structured-output reply cut by ``length``; this
-test goes through the real HTTP client against the fake server, as the embedded model does.
+A structured request is a plain chat completion with ``response_format`` in the body (``models/client.py``), so
+a reply cut by ``length`` comes back like any other, with finish reason ``length`` and unparsable JSON; ``acall_json``
+(``models/structured.py``) retries it (``content_retries``) and the stage then falls back. Through the real HTTP
+client against the fake server, as with the embedded model.
 """
 
 from __future__ import annotations

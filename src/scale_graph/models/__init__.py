@@ -2,8 +2,10 @@
 
 - :mod:`~scale_graph.models.profiles`: presets → the System 1 / System 2 / control :class:`ModeProfile`\\ s.
 - :mod:`~scale_graph.models.endpoint`: what an endpoint says about itself (model, context length, token counts).
-- :mod:`~scale_graph.models.client`: :func:`acall_model` (and its sync twin :func:`call_model`), the one helper
-  every model call goes through.
+- :mod:`~scale_graph.models.budget`: fitting a request's completion budget into the endpoint's context.
+- :mod:`~scale_graph.models.chat`: the chat model of a profile, per event loop, and the loop's connection pools.
+- :mod:`~scale_graph.models.client`: :func:`acall_model`, the one helper every model call goes through (from sync
+  code: ``asyncio.run(acall_model(...))``).
 - :mod:`~scale_graph.models.structured`: :func:`acall_json`, JSON replies with bounded content retries.
 - :mod:`~scale_graph.models.errors`: :class:`EndpointError` and the retry predicate.
 

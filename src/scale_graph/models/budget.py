@@ -7,12 +7,12 @@ cheap upper bound says it might not fit.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage
 
-from scale_graph.models.endpoint import count_prompt_tokens, upper_bound_tokens
+from scale_graph.models.chat import http_pool
+from scale_graph.models.endpoint import acount_prompt_tokens, upper_bound_tokens
 from scale_graph.models.profiles import ModeProfile
 
 CONTEXT_MARGIN = 50
@@ -26,12 +26,16 @@ async def afit_budget(profile: ModeProfile, messages: Sequence[BaseMessage]) -> 
     """The completion budget to send for ``messages`` and the prompt tokens counted (0: not counted).
 
     ``(None, n)``: the profile's own budget fits. ``(cap, n)``: shrink it to ``cap``. ``(0, n)``: less than
-    :data:`MIN_COMPLETION_TOKENS` fits, do not send. The prompt is counted with the server's tokenizer (a blocking
-    ``/tokenize`` request, run in a worker thread) only when a safe upper bound says it might not fit.
+    :data:`MIN_COMPLETION_TOKENS` fits, do not send. The prompt is counted with the server's tokenizer only when a
+    safe upper bound says it might not fit: a ``/tokenize`` request awaited on the running loop, through the
+    loop's connection pool to the endpoint (no worker thread, no new connection per count).
     """
     if not _may_overflow(profile, messages):
         return None, 0
-    return _budget_for(profile, await asyncio.to_thread(_count, profile, messages))
+    counted = await acount_prompt_tokens(http_pool(profile.base_url, profile.max_concurrent), profile.base_url,
+                                         profile.model, messages, chat_template_kwargs=profile.chat_template_kwargs(),
+                                         api_key=profile.api_key)
+    return _budget_for(profile, counted)
 
 
 def _may_overflow(profile: ModeProfile, messages: Sequence[BaseMessage]) -> bool:
@@ -39,11 +43,6 @@ def _may_overflow(profile: ModeProfile, messages: Sequence[BaseMessage]) -> bool
     if not profile.max_model_len:
         return False
     return upper_bound_tokens(messages) + profile.max_tokens > profile.max_model_len - CONTEXT_MARGIN
-
-
-def _count(profile: ModeProfile, messages: Sequence[BaseMessage]) -> int:
-    return count_prompt_tokens(profile.base_url, profile.model, messages,
-                               chat_template_kwargs=profile.chat_template_kwargs(), api_key=profile.api_key)
 
 
 def _budget_for(profile: ModeProfile, prompt: int) -> tuple[int | None, int]:

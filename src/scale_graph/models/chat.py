@@ -4,6 +4,15 @@ An async HTTP connection belongs to the event loop that opened it, so each loop 
 :mod:`scale_graph.graph.async_nodes`, a server's, each ``asyncio.run``) gets its own instances, and sync callers
 theirs; each cache keeps at most :data:`MODELS_PER_CACHE`. Transport retries are off here: they happen in one
 place, the node ``RetryPolicy``.
+
+A loop's chat models do not each open their own connections: the profiles that talk to one endpoint share that
+loop's connection pool (:func:`http_pool`, also used for the endpoint's ``/tokenize``), sized to the requests in
+flight (:func:`pool_limits`), so hundreds of requests at once reuse their connections instead of closing and
+reopening them (the OpenAI client's own pool keeps only 100 idle). The pool is an ``httpx2.AsyncClient``, the
+client the OpenAI SDK itself uses: httpx's pool (``httpcore`` 1.0) hands the same idle connection to every
+request queued at the same moment, so a burst of N requests on N idle connections retries its way through them
+(128 took 5.8 s instead of 0.5 s here, long enough for idle connections to expire and be reopened);
+``httpcore2`` reserves each idle connection it assigns.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import httpx2
 from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -111,11 +120,12 @@ class ChatOpenAICompatible(ChatOpenAI):
 
 
 def chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
-    """The chat model for a profile (cached: one HTTP connection pool per profile, and per event loop).
+    """The chat model for a profile (cached per profile, and per event loop).
 
-    Called on an event loop, it is that loop's own instance (see :class:`LoopState`): an async HTTP connection
-    belongs to the loop that opened it, so one instance is never shared by two loops (the sync-run loop of
-    :mod:`scale_graph.graph.async_nodes`, a server's, each ``asyncio.run``). Tests replace this function with a fake.
+    Called on an event loop, it is that loop's own instance, sending through the loop's connection pool to the
+    profile's endpoint (see :class:`LoopState`): an async HTTP connection belongs to the loop that opened it, so
+    one instance is never shared by two loops (the sync-run loop of :mod:`scale_graph.graph.async_nodes`, a
+    server's, each ``asyncio.run``). Tests replace this function with a fake.
     """
     try:
         asyncio.get_running_loop()
@@ -124,8 +134,9 @@ def chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
     return loop_state().model(profile)
 
 
-def _new_chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
-    """A new chat model for a profile.
+def _new_chat_model(profile: ModeProfile, http_async_client: httpx2.AsyncClient | None = None
+                    ) -> ChatOpenAICompatible:
+    """A new chat model for a profile, its async requests sent through ``http_async_client`` when given.
 
     ``max_retries=0``: transport retries happen in exactly one place, the node ``RetryPolicy``.
     """
@@ -137,44 +148,87 @@ def _new_chat_model(profile: ModeProfile) -> ChatOpenAICompatible:
         temperature=profile.temperature,
         top_p=profile.top_p,
         extra_body=profile.body_extras() or None,
-        timeout=httpx.Timeout(profile.timeout, connect=CONNECT_TIMEOUT),
+        timeout=httpx2.Timeout(profile.timeout, connect=CONNECT_TIMEOUT),
         max_retries=0,
         stream_usage=True,
+        http_async_client=http_async_client,
     )
 
 
 MODELS_PER_CACHE = 32
-"""Chat models kept per event loop (and for sync callers); the least recently used one is closed beyond that."""
+"""Chat models kept per event loop (and for sync callers), and connection pools per loop; the least recently used
+one is dropped beyond that (a pool is closed, with the models that use it)."""
+
+KEEPALIVE_CONNECTIONS = 1024
+"""Idle connections a loop keeps open to one endpoint, at least: enough for 1,024 requests in flight to reuse
+their connections; more when ``max_concurrent_requests`` allows more (see :func:`pool_limits`)."""
+
+KEEPALIVE_EXPIRY = 5.0
+"""Seconds an idle connection is kept (httpx's default; no longer than vLLM's uvicorn keeps it, 5 s)."""
 
 _sync_chat_model = functools.lru_cache(maxsize=MODELS_PER_CACHE)(_new_chat_model)
 
 
-class LoopState:
-    """What one event loop owns: its chat models (with their async HTTP connections) and its request slots.
+def pool_limits(limit: int | None) -> httpx2.Limits:
+    """The connection limits of a pool serving at most ``limit`` requests at once (None: no limit set).
 
-    Only the loop's own thread touches it. The models of a loop that has ended (``asyncio.run`` returned) are
+    No cap on connections: the request slots (``max_concurrent_requests``) are the only limit on requests in
+    flight, so the pool never makes one wait. Idle connections kept: ``limit`` or :data:`KEEPALIVE_CONNECTIONS`,
+    whichever is larger, so every request in flight finds its connection again for the next one.
+    """
+    return httpx2.Limits(max_connections=None, max_keepalive_connections=max(KEEPALIVE_CONNECTIONS, limit or 0),
+                        keepalive_expiry=KEEPALIVE_EXPIRY)
+
+
+class LoopState:
+    """What one event loop owns: its connection pools, its chat models and its request slots.
+
+    Only the loop's own thread touches it. The pools of a loop that has ended (``asyncio.run`` returned) are
     closed from the next loop that asks, as well as they can be: their connections can only be dropped by then.
     A short-lived loop can close its own first with :func:`aclose_chat_models`.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.pools: dict[tuple[str, int], httpx2.AsyncClient] = {}
+        """One per endpoint (and keep-alive size, see :func:`pool_limits`); least recently used first."""
         self.models: dict[ModeProfile, ChatOpenAICompatible] = {}
         """Least recently used first."""
         self.slots: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
+    def pool(self, base_url: str, limit: int | None) -> httpx2.AsyncClient:
+        """The loop's connection pool to ``base_url`` for requests limited to ``limit`` at once (None: no limit).
+
+        Every profile of that endpoint on this loop shares it when its limit is at most
+        :data:`KEEPALIVE_CONNECTIONS`; a larger limit gets a pool of its own that keeps as many connections.
+        """
+        limits = pool_limits(limit)
+        key = (base_url, limits.max_keepalive_connections or 0)
+        pool = self.pools.pop(key, None)
+        if pool is None:
+            pool = httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(None, connect=CONNECT_TIMEOUT),
+                                      follow_redirects=True)
+        self.pools[key] = pool
+        if len(self.pools) > MODELS_PER_CACHE:
+            self.close(self.pools.pop(next(iter(self.pools))))
+        return pool
+
     def model(self, profile: ModeProfile) -> ChatOpenAICompatible:
-        """The loop's chat model for ``profile`` (made on first use; the least recently used beyond 32 closed)."""
+        """The loop's chat model for ``profile`` (made on first use; the least recently used beyond 32 dropped)."""
         llm = self.models.pop(profile, None)
-        self.models[profile] = llm = llm if llm is not None else _new_chat_model(profile)
+        if llm is None:
+            llm = _new_chat_model(profile, self.pool(profile.base_url, profile.max_concurrent))
+        self.models[profile] = llm
         if len(self.models) > MODELS_PER_CACHE:
-            self.close(self.models.pop(next(iter(self.models))))
+            del self.models[next(iter(self.models))]  # its connections are the pool's: nothing to close
         return llm
 
-    def close(self, llm: ChatOpenAICompatible) -> None:
-        """Close ``llm``'s async HTTP connections, soon, on this loop."""
-        task = self.loop.create_task(llm.root_async_client.close())
+    def close(self, pool: httpx2.AsyncClient) -> None:
+        """Close ``pool``'s connections, soon, on this loop, and drop the chat models that send through it."""
+        for profile in [p for p, llm in self.models.items() if llm.http_async_client is pool]:
+            del self.models[profile]
+        task = self.loop.create_task(pool.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closed)
 
@@ -198,13 +252,22 @@ def loop_state() -> LoopState:
         state = _loops[loop] = LoopState(loop)
         ended = [other for other in _loops if other.is_closed()]
         for other in ended:
-            for llm in _loops.pop(other).models.values():
-                state.close(llm)
+            for pool in _loops.pop(other).pools.values():
+                state.close(pool)
         return state
 
 
+def http_pool(base_url: str, limit: int | None = None) -> httpx2.AsyncClient:
+    """The running loop's connection pool to ``base_url`` (see :meth:`LoopState.pool`).
+
+    For requests to the endpoint other than chat completions (``/tokenize``), on the connections the chat models
+    use.
+    """
+    return loop_state().pool(base_url, limit)
+
+
 async def aclose_chat_models() -> None:
-    """Close the running loop's chat models and their HTTP connections (before a short-lived loop ends)."""
+    """Close the running loop's connection pools and drop its chat models (before a short-lived loop ends)."""
     state = loop_state()
-    models, state.models = list(state.models.values()), {}
-    await asyncio.gather(*(llm.root_async_client.close() for llm in models))
+    pools, state.pools, state.models = list(state.pools.values()), {}, {}
+    await asyncio.gather(*(pool.aclose() for pool in pools))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+import httpx2
 from langchain_core.messages import BaseMessage
 
 from scale_graph.models.errors import EndpointError
@@ -103,12 +104,12 @@ def upper_bound_tokens(messages: Sequence[BaseMessage]) -> int:
     return sum(len(_text(m).encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages) + TEMPLATE_TOKENS_PER_MESSAGE
 
 
-def _post(url: str, payload: dict[str, Any], api_key: str | None) -> dict[str, Any] | None:
-    try:
-        resp = httpx.post(url, json=payload, headers=_headers(api_key),
-                          timeout=httpx.Timeout(30.0, connect=CONNECT_TIMEOUT))
-    except httpx.HTTPError:
-        return None
+TOKENIZE_SECONDS = 30.0
+"""How long a ``/tokenize`` count may take before the safe upper bound is used instead."""
+
+
+def _reply(resp: httpx.Response | httpx2.Response) -> dict[str, Any] | None:
+    """The JSON object a ``/tokenize`` request answered, or None (an error status, a body that is not one)."""
     if resp.status_code != 200:
         return None
     try:
@@ -118,30 +119,98 @@ def _post(url: str, payload: dict[str, Any], api_key: str | None) -> dict[str, A
     return data if isinstance(data, dict) else None
 
 
+def _post(url: str, payload: dict[str, Any], api_key: str | None) -> dict[str, Any] | None:
+    try:
+        return _reply(httpx.post(url, json=payload, headers=_headers(api_key),
+                                 timeout=httpx.Timeout(TOKENIZE_SECONDS, connect=CONNECT_TIMEOUT)))
+    except httpx.HTTPError:
+        return None
+
+
+async def _apost(client: httpx2.AsyncClient, url: str, payload: dict[str, Any],
+                 api_key: str | None) -> dict[str, Any] | None:
+    try:
+        return _reply(await client.post(url, json=payload, headers=_headers(api_key), follow_redirects=False,
+                                        timeout=httpx2.Timeout(TOKENIZE_SECONDS, connect=CONNECT_TIMEOUT)))
+    except (httpx2.HTTPError, OSError):  # OSError: a TLS failure httpx2 does not map
+        return None
+
+
+@dataclass(frozen=True)
+class _TokenCount:
+    """One prompt to count: the ``/tokenize`` requests to try in turn, and how to read each one's answer."""
+
+    root: str
+    """The server's root URL (``/tokenize`` is served there, not under ``/v1``)."""
+    model: str
+    messages: Sequence[BaseMessage]
+    chat_template_kwargs: dict[str, Any] | None
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}/tokenize"
+
+    def forms(self) -> list[tuple[TokenizerKind, dict[str, Any]]]:
+        """The request forms to try: the one this server is known to answer, else both (vLLM's first)."""
+        with _tokenizers_lock:
+            kind = _tokenizers.get(self.root)
+        forms: list[tuple[TokenizerKind, dict[str, Any]]] = []
+        if kind in (None, "vllm"):
+            payload: dict[str, Any] = {"model": self.model, "add_generation_prompt": True,
+                                       "messages": [{"role": _ROLES.get(m.type, m.type), "content": _text(m)}
+                                                    for m in self.messages]}
+            if self.chat_template_kwargs:
+                payload["chat_template_kwargs"] = self.chat_template_kwargs
+            forms.append(("vllm", payload))
+        if kind in (None, "llama.cpp"):
+            forms.append(("llama.cpp", {"content": "\n".join(_text(m) for m in self.messages)}))
+        return forms
+
+    def read(self, kind: TokenizerKind, data: dict[str, Any] | None) -> int | None:
+        """The count in a ``kind`` answer (the server remembered as serving that form), or None."""
+        if data is None:
+            return None
+        count: int | None = None
+        if kind == "vllm" and isinstance(data.get("count"), int):
+            count = int(data["count"])
+        elif kind == "llama.cpp" and isinstance(data.get("tokens"), list) and "count" not in data:
+            count = len(data["tokens"]) + TEMPLATE_TOKENS_PER_MESSAGE * (len(self.messages) + 1)
+        if count is not None:
+            with _tokenizers_lock:
+                _tokenizers[self.root] = kind
+        return count
+
+    def none_served(self) -> int:
+        """The safe upper bound, once no form answered (remembered when neither was known: not asked again)."""
+        with _tokenizers_lock:
+            _tokenizers.setdefault(self.root, "none")
+        return upper_bound_tokens(self.messages)
+
+
+def _token_count(base_url: str, model: str, messages: Sequence[BaseMessage],
+                 chat_template_kwargs: dict[str, Any] | None) -> _TokenCount:
+    return _TokenCount(base_url.rstrip("/").removesuffix("/v1"), model, messages, chat_template_kwargs)
+
+
 def count_prompt_tokens(base_url: str, model: str, messages: Sequence[BaseMessage], *,
                         chat_template_kwargs: dict[str, Any] | None = None, api_key: str | None = None) -> int:
-    """Prompt tokens of ``messages`` as the server will count them (see the module docstring for how)."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-    with _tokenizers_lock:
-        kind = _tokenizers.get(root)
-    if kind in (None, "vllm"):
-        payload: dict[str, Any] = {"model": model, "add_generation_prompt": True,
-                                   "messages": [{"role": _ROLES.get(m.type, m.type), "content": _text(m)}
-                                                for m in messages]}
-        if chat_template_kwargs:
-            payload["chat_template_kwargs"] = chat_template_kwargs
-        data = _post(f"{root}/tokenize", payload, api_key)
-        if data is not None and isinstance(data.get("count"), int):
-            with _tokenizers_lock:
-                _tokenizers[root] = "vllm"
-            return int(data["count"])
-    if kind in (None, "llama.cpp"):
-        data = _post(f"{root}/tokenize", {"content": "\n".join(_text(m) for m in messages)}, api_key)
-        if data is not None and isinstance(data.get("tokens"), list) and "count" not in data:
-            with _tokenizers_lock:
-                _tokenizers[root] = "llama.cpp"
-            return len(data["tokens"]) + TEMPLATE_TOKENS_PER_MESSAGE * (len(messages) + 1)
-    if kind is None:  # neither form is served here: do not ask again
-        with _tokenizers_lock:
-            _tokenizers[root] = "none"
-    return upper_bound_tokens(messages)
+    """Prompt tokens of ``messages`` as the server will count them (see the module docstring for how).
+
+    Blocking, for sync callers; on an event loop use :func:`acount_prompt_tokens`.
+    """
+    count = _token_count(base_url, model, messages, chat_template_kwargs)
+    for kind, payload in count.forms():
+        if (n := count.read(kind, _post(count.url, payload, api_key))) is not None:
+            return n
+    return count.none_served()
+
+
+async def acount_prompt_tokens(client: httpx2.AsyncClient, base_url: str, model: str,
+                               messages: Sequence[BaseMessage], *, chat_template_kwargs: dict[str, Any] | None = None,
+                               api_key: str | None = None) -> int:
+    """:func:`count_prompt_tokens` on the event loop, through ``client`` (a connection pool to the endpoint)."""
+    count = _token_count(base_url, model, messages, chat_template_kwargs)
+    for kind, payload in count.forms():
+        if (n := count.read(kind, await _apost(client, count.url, payload, api_key))) is not None:
+            return n
+    return count.none_served()
