@@ -215,6 +215,15 @@ def part_c(args: argparse.Namespace, pool: GradingPool) -> list[Arm]:
     return arms
 
 
+class EvalLoopSampler(ThreadSampler):
+    """:class:`ThreadSampler` that knows where this benchmark's event loop is: ``run_eval`` runs the attempts as tasks
+    on an ``asyncio.run`` loop of its own, in the thread that called it (here the main thread)."""
+
+    @staticmethod
+    def group(name: str) -> str:
+        return "event loop" if name == "MainThread" else ThreadSampler.group(name)
+
+
 def part_knee(args: argparse.Namespace, pool: GradingPool, arms: list[Arm]) -> Arm:
     c = max(args.levels)
     print(f"\n== the knee: {c} runs in flight on a simulated server with unbounded KV cache (all {c} decode at once), "
@@ -223,7 +232,7 @@ def part_knee(args: argparse.Namespace, pool: GradingPool, arms: list[Arm]) -> A
     with Simulator("--speed", str(args.speed), "--profile", "aime", "--kv-capacity", "0") as sim:
         ctx = Context.from_profile("paper", base_url=sim.base_url)
         print(HEADER)
-        sampler = ThreadSampler()
+        sampler = EvalLoopSampler()
         arm = eval_arm(sim, ctx, params, c, attempts(args, c), pool, sampler)
         print_arm(arm, c * arms[0].rate)
         base = max(arms, key=lambda a: a.rate)
