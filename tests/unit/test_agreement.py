@@ -170,9 +170,10 @@ def test_eval_rows_and_calibration_of_an_agreement_run(fake_models, tmp_path):
     assert row["tokens"]["by_mode"]["system1"] == row["units"][1]["completion_tokens"]
 
     calibration = Calibration(results_dir=out, out_dir=out / OUT_SUBDIR, context=fake_context())
-    assert run_calibration(calibration).done == 3
+    assert run_calibration(calibration).done == 2  # the forced final question is not sampled: no d to judge
     rows = read_rows(out / OUT_SUBDIR / CALIBRATION_FILE)
     assert {r["assess"] for r in rows} == {"agreement"} and rows[0]["d"] == 1.0
+    assert sorted(r["index"] for r in rows) == [0, 1]
 
 
 def test_solve_command_with_the_agreement_assessor(tmp_path, capsys):

@@ -21,11 +21,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from scale_graph import prompts
-from scale_graph.answers import extract_boxed, integer_box
+from scale_graph.answers import integer_box
 from scale_graph.context import Context
 from scale_graph.models import Profiles, acall_json, acall_model, messages_for
 from scale_graph.nodes._runtime import aprofiles_of, context_of, emit, plan_of, trace
-from scale_graph.nodes.solve import solve_messages
+from scale_graph.nodes.solve import reply_sample, solve_messages
 from scale_graph.state import AgreementSample, Assessment, AssessTask, State, Usage, add_usage
 
 DIFFICULTY_FALLBACK = "difficulty_unparsed→d=1.0"
@@ -205,12 +205,7 @@ async def sample_system1(task: AssessTask, runtime: Runtime[Context], profiles: 
         reply = await acall_model(profiles.system1, messages,
                                   **trace(runtime, "assess", task.get("problem_id"), mode="system1", subproblem=i,
                                           policy="agreement", sample=j))
-        sample = AgreementSample(
-            answer=extract_boxed(reply.content), solution=reply.content, reasoning=reply.reasoning,
-            prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-            cached_tokens=reply.cached_tokens, latency=round(reply.latency, 3), finish_reason=reply.finish_reason,
-            fallback=reply.fit_note())
-        return sample, reply.usage()
+        return reply_sample(reply), reply.usage()
 
     return list(await asyncio.gather(*(one(j) for j in range(m))))
 

@@ -11,10 +11,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from scale_graph import prompts
+from scale_graph.answers import extract_boxed
 from scale_graph.context import Context
-from scale_graph.models import Profiles, acall_model, messages_for
+from scale_graph.models import ModelReply, Profiles, acall_model, messages_for
 from scale_graph.nodes._runtime import aprofiles_of, emit, trace
-from scale_graph.state import Mode, State, StepResult
+from scale_graph.state import AgreementSample, Mode, State, StepResult
 
 
 def solve_turn(problem: str, subproblems: list[str], index: int, instruction: str) -> str:
@@ -53,7 +54,22 @@ def reused_sample(state: State, mode: Mode) -> dict[str, Any] | None:
     samples, modal = assessment.get("samples") or [], assessment.get("modal")
     if mode != "system1" or modal is None or not 0 <= modal < len(samples):
         return None
-    sample = samples[modal]
+    return {"steps": [step_from(state, mode, samples[modal], from_sample=modal)]}
+
+
+def reply_sample(reply: ModelReply) -> AgreementSample:
+    """One model reply as a solution record (an agreement sample, or the makings of a step)."""
+    return AgreementSample(
+        answer=extract_boxed(reply.content), solution=reply.content, reasoning=reply.reasoning,
+        prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+        cached_tokens=reply.cached_tokens, latency=round(reply.latency, 3), finish_reason=reply.finish_reason,
+        fallback=reply.fit_note())
+
+
+def step_from(state: State, mode: Mode, solved: AgreementSample, *, from_sample: int | None = None) -> StepResult:
+    """The record of sub-problem i solved in ``mode`` by ``solved`` (a fresh reply or a reused sample)."""
+    i = len(state.get("steps", []))
+    assessment = state["assessments"][str(i)]
     step = StepResult(
         index=i,
         subproblem=state["subproblems"][i],
@@ -61,17 +77,18 @@ def reused_sample(state: State, mode: Mode) -> dict[str, Any] | None:
         assessed_difficulty=assessment.get("assessed", assessment["difficulty"]),
         forced=assessment.get("forced"),
         mode=mode,
-        solution=sample["solution"],
-        reasoning=sample["reasoning"],
-        prompt_tokens=sample["prompt_tokens"],
-        completion_tokens=sample["completion_tokens"],
-        cached_tokens=sample["cached_tokens"],
-        latency=sample["latency"],
-        finish_reason=sample["finish_reason"],
-        fallback="; ".join(f for f in (assessment["fallback"], sample["fallback"]) if f) or None,
-        from_sample=modal,
+        solution=solved["solution"],
+        reasoning=solved["reasoning"],
+        prompt_tokens=solved["prompt_tokens"],
+        completion_tokens=solved["completion_tokens"],
+        cached_tokens=solved["cached_tokens"],
+        latency=solved["latency"],
+        finish_reason=solved["finish_reason"],
+        fallback="; ".join(f for f in (assessment["fallback"], solved["fallback"]) if f) or None,
     )
-    return {"steps": [with_threshold(step, state)]}
+    if from_sample is not None:
+        step["from_sample"] = from_sample
+    return with_threshold(step, state)
 
 
 def with_threshold(step: StepResult, state: State) -> StepResult:
@@ -100,25 +117,10 @@ async def _solve(state: State, runtime: Runtime[Context], mode: Mode) -> dict[st
         **trace(runtime, "solve", state.get("problem_id"), mode=mode, subproblem=i,
                 difficulty=assessment["difficulty"]),
     )
-    step = StepResult(
-        index=i,
-        subproblem=state["subproblems"][i],
-        difficulty=assessment["difficulty"],
-        assessed_difficulty=assessment.get("assessed", assessment["difficulty"]),
-        forced=assessment.get("forced"),
-        mode=mode,
-        solution=reply.content,
-        reasoning=reply.reasoning,
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-        cached_tokens=reply.cached_tokens,
-        latency=round(reply.latency, 3),
-        finish_reason=reply.finish_reason,
-        fallback="; ".join(f for f in (assessment["fallback"], reply.fit_note()) if f) or None,
-    )
+    step = step_from(state, mode, reply_sample(reply))
     emit(runtime, "solved", index=i, mode=mode, completion_tokens=reply.completion_tokens,
          seconds=step["latency"])
-    return {"steps": [with_threshold(step, state)], "usage": {"solve": reply.usage()}}
+    return {"steps": [step], "usage": {"solve": reply.usage()}}
 
 
 async def solve_fast(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
