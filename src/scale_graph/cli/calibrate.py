@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from scale_graph.api import endpoint
 from scale_graph.cli.common import setting_type
-from scale_graph.cli.eval import EXIT_FAILED, EXIT_OK, EXIT_USAGE, interruptible, positive_float, positive_int
+from scale_graph.cli.eval import EXIT_FAILED, EXIT_USAGE, interruptible, positive_float, positive_int, report_outcome
 from scale_graph.context import Context
 from scale_graph.eval.calibrate import (
     DEFAULT_BUCKETS,
@@ -152,13 +152,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_USAGE
-    console.print(f"{calibration.path}: {outcome.done} sub-problems done now, {outcome.skipped} already there, "
-                  f"{len(outcome.failed)} failed", highlight=False)
     for path in write_report(read_rows(calibration.path), out, buckets=args.buckets, source=args.results):
         console.print(f"wrote {path}", highlight=False)
-    if outcome.stopped:
-        console.print(f"[red]stopped:[/] {outcome.stopped}", highlight=False)
-    if outcome.failed:
-        console.print("run the same command again to retry the failed sub-problems", highlight=False)
-        return EXIT_FAILED
-    return EXIT_OK
+    return report_outcome(outcome, calibration.path, console, what="sub-problems")

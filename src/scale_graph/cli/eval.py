@@ -23,6 +23,7 @@ from scale_graph.api import endpoint
 from scale_graph.baselines.context import BaselineContext
 from scale_graph.cli.common import add_context_options, context_from_args
 from scale_graph.context import PROFILES, Context
+from scale_graph.eval.calibrate import CalibrationOutcome
 from scale_graph.eval.datasets import Dataset, DatasetError, load_dataset
 from scale_graph.eval.methods import METHODS, get_method
 from scale_graph.eval.results import Row, read_rows
@@ -189,21 +190,24 @@ def interruptible[T](work: Callable[[], T], console: Console) -> T:
         os._exit(130)
 
 
-def report_outcome(outcome: EvalOutcome, run: EvalRun, console: Console) -> int:
-    """Print what happened; the exit code (1 when attempts failed or the run stopped early).
+def report_outcome(outcome: EvalOutcome | CalibrationOutcome, path: Path | EvalRun, console: Console, *,
+                   what: str = "attempts") -> int:
+    """Print what a resumable job did to its rows file; the exit code (1 when some failed or the job stopped).
 
+    ``path`` is an eval run (its results file) or a calibration's rows file; ``what`` names the items.
     Attempts the endpoint rejected are recorded (as wrong) and do not change the exit code.
     """
-    errored = f" ({outcome.errored} rejected by the endpoint, recorded as wrong)" if outcome.errored else ""
+    errored = getattr(outcome, "errored", 0)
+    rejected = f" ({errored} rejected by the endpoint, recorded as wrong)" if errored else ""
     console.print(
-        f"{run.path}: {outcome.done} attempts done now{errored}, {outcome.skipped} already there, "
-        f"{len(outcome.failed)} failed",
+        f"{path.path if isinstance(path, EvalRun) else path}: {outcome.done} {what} done now{rejected}, "
+        f"{outcome.skipped} already there, {len(outcome.failed)} failed",
         highlight=False,
     )
     if outcome.stopped:
         console.print(f"[red]stopped:[/] {outcome.stopped}", highlight=False)
     if outcome.failed:
-        console.print("run the same command again to retry the failed attempts", highlight=False)
+        console.print(f"run the same command again to retry the failed {what}", highlight=False)
         return EXIT_FAILED
     return EXIT_OK
 
