@@ -114,8 +114,9 @@ def render(result: SolveResult, console: Console) -> None:
         table.add_row(str(s["index"] + 1), Text(terminal_text(s["subproblem"])), f"{s['difficulty']:.2f}",
                       Text(terminal_text(mode)), str(s["completion_tokens"]), f"{s['latency']:.1f}")
     console.print(table)
-    if any(s["fallback"] for s in result.steps):
-        console.print("* difficulty could not be read; scored as 1.0", highlight=False)
+    for s in result.steps:  # what the * marks: an unreadable score, a shrunk budget, missing usage, ...
+        if s["fallback"]:
+            console.print(f"* step {s['index'] + 1}: {safe(s['fallback'])}", highlight=False)
     per_stage = ", ".join(f"{k} {v['completion_tokens']}" for k, v in result.usage.items())
     console.print(f"completion tokens: {result.completion_tokens} ({per_stage}); "
                   f"System 2 share: {result.hard_share:.0%}", highlight=False)
